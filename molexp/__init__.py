@@ -1,0 +1,1 @@
+"""molexp: experiments of shell and Python tasks, run in parallel on Dask."""
