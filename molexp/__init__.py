@@ -1,1 +1,24 @@
-"""molexp: experiments of shell and Python tasks, run in parallel on Dask."""
+"""molexp: experiments of shell and Python tasks, run in parallel on Dask.
+
+Public names only; see the README and ``docs/`` for the guide.
+"""
+
+from .config import ExecutionConfig
+from .errors import (CheckpointError, CheckpointLocked, ClusterError, ConfigError, CycleError, ExecutionError,
+                     GraphError, MolexpError, TaskDefinitionError, TemplateError, ValidationError)
+from .executors import Executor, ExperimentExecutor, RunInterrupted
+from .experiment import Experiment, TaskPool
+from .graph import TaskGraph
+from .result import Attempt, FailureKind, Results, TaskResult, TaskStatus
+from .runtime import current_task
+from .task import LocalTask, PythonTask, ShellTask, Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt", "CheckpointError", "CheckpointLocked", "ClusterError", "ConfigError", "CycleError",
+    "ExecutionConfig", "ExecutionError", "Executor", "Experiment", "ExperimentExecutor", "FailureKind",
+    "GraphError", "LocalTask", "MolexpError", "PythonTask", "Results", "RunInterrupted", "ShellTask", "Task",
+    "TaskDefinitionError", "TaskGraph", "TaskPool", "TaskResult", "TaskStatus", "TemplateError",
+    "ValidationError", "current_task", "task",
+]

@@ -1,0 +1,114 @@
+"""Compile a validated ``TaskGraph`` into a Dask graph: one ``run_task`` node per task.
+
+Keys are ``"<task name>-<8 hex>"`` (the hex is unique to the run), so the Dask dashboard shows task
+names and two runs sharing a cluster never share results. Tasks reused from a checkpoint enter the graph
+as data (their ``TaskResult``), so their dependents start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dask.delayed import Delayed
+
+from .config import ExecutionConfig
+from .graph import TaskGraph
+from .result import TaskResult
+from .runtime import RunContext, TaskSpec, run_task
+from .task import LocalTask, PythonTask, Task
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]")
+
+
+@dataclass
+class Compiled:
+    """A run's Dask graph: ``dsk`` (plain dict), ``keys`` (task name -> key), the specs and the context key."""
+
+    dsk: dict
+    keys: dict[str, str]
+    specs: dict[str, TaskSpec]
+    ctx_key: str
+
+    def delayed(self) -> dict[str, Delayed]:
+        """One ``dask.delayed`` object per task (sharing one graph), by task name."""
+        return {name: Delayed(key, self.dsk) for name, key in self.keys.items()}
+
+
+def task_key(run_id: str, name: str) -> str:
+    """The Dask key of task ``name`` in run ``run_id``."""
+    digest = hashlib.blake2b(f"{run_id}\0{name}".encode(), digest_size=4).hexdigest()
+    return f"{name}-{digest}"
+
+
+def log_paths(log_dir: Path, name: str) -> tuple[str, str]:
+    """Per-task stdout/stderr log files (names made safe for any task name)."""
+    safe = _UNSAFE.sub("_", name)
+    if safe != name:
+        safe += "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
+    return str(log_dir / f"{safe}.out"), str(log_dir / f"{safe}.err")
+
+
+def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, *,
+                  cached: Mapping[str, TaskResult] | None = None) -> Compiled:
+    """Validate, render templates and build the Dask graph. Raises before anything runs."""
+    order = graph.topological_order()
+    cached = cached or {}
+    workdir = Path(ctx.workdir)
+    log_dir = workdir / ".molexp" / _UNSAFE.sub("_", ctx.experiment) / "logs"
+    params = ctx.params
+    environ = os.environ
+
+    ctx_key = f"molexp-context-{ctx.run_id}"
+    dsk: dict[Any, Any] = {ctx_key: ctx}
+    keys: dict[str, str] = {}
+    specs: dict[str, TaskSpec] = {}
+    made_log_dir = False
+    for name in order:
+        t = graph[name]
+        key = task_key(ctx.run_id, name)
+        keys[name] = key
+        if name in cached:
+            dsk[key] = cached[name]
+            continue
+        spec = _spec(t, ctx, config, params, environ, workdir, log_dir)
+        if spec.stdout_path and not made_log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            made_log_dir = True
+        specs[name] = spec
+        dsk[key] = (run_task, spec, ctx_key, *[keys[d] for d in t.deps])
+    return Compiled(dsk, keys, specs, ctx_key)
+
+
+def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,
+          workdir: Path, log_dir: Path) -> TaskSpec:
+    cwd = str(workdir / t.cwd) if t.cwd is not None else str(workdir)
+    retries = t.retries if t.retries is not None else config.retry_attempts
+    timeout = t.timeout if t.timeout is not None else config.task_timeout
+    memory = t.resources.get("memory")
+    if memory is not None:
+        from dask.utils import parse_bytes
+
+        memory = parse_bytes(memory)
+    else:
+        memory = config.max_memory_per_task
+    common = dict(name=t.name, task=t, deps=tuple(t.deps), cwd=cwd, env=t.env or None, timeout=timeout,
+                  retries=retries, memory_limit=memory, condition=t.condition)
+    if isinstance(t, LocalTask):
+        out, err = log_paths(log_dir, t.name)
+        return TaskSpec(kind="shell", commands=tuple(t.render(params, environ)), stdout_path=out,
+                        stderr_path=err, **common)
+    if isinstance(t, PythonTask):
+        names, varkw = t.accepts()
+        call = {k: v for k, v in t.kwargs.items()}
+        for k, v in params.items():
+            if k in names or (k in call):
+                call[k] = v
+        dep_kwargs = tuple(d for d in t.deps if d in names or varkw)
+        return TaskSpec(kind="python", func=t.func, call_kwargs=call, dep_kwargs=dep_kwargs, **common)
+    raise TypeError(f"task {t.name!r}: cannot run a {type(t).__name__}; use LocalTask or PythonTask")

@@ -1,0 +1,163 @@
+"""The driver loop of one run: start the graph on a backend, turn worker events into ordered task
+transitions, stop on failure or Ctrl-C, and collect every task's final ``TaskResult``.
+
+Everything that touches user callbacks, the progress bar and the journal happens here, in the one thread
+that called ``run()``; workers only send events.
+"""
+
+from __future__ import annotations
+
+import queue as _queue
+import time
+from collections.abc import Callable, Mapping
+
+from .errors import ClusterError
+from .graph import TaskGraph
+from .progress import Progress
+from .result import Attempt, FailureKind, TaskResult, TaskStatus
+
+_TICK = 0.5  # seconds between health checks while waiting for events
+
+
+class RunState:
+    """Per-task bookkeeping of what the user has been told, so every transition is reported once, in order."""
+
+    __slots__ = ("final", "running", "retrying")
+
+    def __init__(self):
+        self.final: TaskResult | None = None
+        self.running = 0     # attempts reported as running
+        self.retrying = 0    # failed attempts reported as retrying
+
+
+class Driver:
+    """Runs one compiled graph on a backend and returns the results by task name.
+
+    ``on_final(result)`` is called for every final outcome (the journal hooks in there).
+    """
+
+    def __init__(self, graph: TaskGraph, backend, cancel, events: _queue.SimpleQueue, progress: Progress, *,
+                 fail_fast: bool, kill_grace: float, on_final: Callable[[TaskResult], None] | None = None):
+        self.graph = graph
+        self.backend = backend
+        self.cancel = cancel
+        self.events = events
+        self.progress = progress
+        self.fail_fast = fail_fast
+        self.kill_grace = kill_grace
+        self.on_final = on_final
+        self.state = {name: RunState() for name in graph.tasks}
+        self.left = len(self.state)
+        self.stop_reason: str | None = None
+        self.interrupted = False
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def run(self, compiled, cached: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
+        for name, result in cached.items():
+            self._final(result)
+        if self.left:
+            self.backend.start(compiled, self.events)
+            self._loop()
+        return {name: st.final for name, st in self.state.items()}  # type: ignore[misc]
+
+    def _loop(self) -> None:
+        engine_done = False
+        drain_deadline: float | None = None
+        while self.left and not engine_done:
+            try:
+                event = self.events.get(timeout=_TICK)
+            except _queue.Empty:
+                if drain_deadline is not None and time.monotonic() > drain_deadline:
+                    break
+                try:
+                    self.backend.check()
+                except ClusterError as e:
+                    self._abandon(f"cluster lost: {e}")
+                    raise
+                continue
+            except KeyboardInterrupt:
+                if self.interrupted:  # a second Ctrl-C: stop waiting
+                    break
+                self.interrupted = True
+                self.stop("interrupted (Ctrl-C)")
+                drain_deadline = time.monotonic() + self.kill_grace + 5.0
+                continue
+            kind = event[0]
+            if kind == "engine-done":
+                engine_done = True
+            elif kind == "engine-error":
+                self._abandon(f"molexp engine error: {event[2]!r}")
+                engine_done = True
+            else:
+                self._handle(event)
+            if self.stop_reason is not None and drain_deadline is None:
+                drain_deadline = time.monotonic() + self.kill_grace + 5.0
+        if self.left:
+            self._abandon(self.stop_reason or "the engine stopped before the task reported")
+
+    def _handle(self, event: tuple) -> None:
+        kind, name = event[0], event[1]
+        st = self.state.get(name)
+        if st is None or st.final is not None:
+            return  # a late event for a finished task (distributed delivers events and results separately)
+        if kind == "running":
+            attempt = event[2]
+            self._report_running(name, st, attempt)
+        elif kind == "retrying":
+            attempt = event[2]
+            self._report_running(name, st, attempt)
+            if st.retrying < attempt:
+                st.retrying = attempt
+                self.progress(self.graph[name], TaskStatus.RETRYING)
+        elif kind in ("done", "crash"):
+            result: TaskResult = event[2]
+            if not isinstance(result, TaskResult):
+                result = TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
+                                    error=f"task returned {type(result).__name__}, not a TaskResult")
+            if result.reason == "cancelled" and self.stop_reason:
+                result.reason = f"cancelled: {self.stop_reason}"
+            # Reports that never arrived (or arrive after the result) are told now, in order.
+            for a in result.attempt_log:
+                self._report_running(name, st, a.number)
+                if a.failure is not None and a.number < len(result.attempt_log) and st.retrying < a.number:
+                    st.retrying = a.number
+                    self.progress(self.graph[name], TaskStatus.RETRYING)
+            self._final(result)
+            if result.status is TaskStatus.FAILED and self.fail_fast and self.stop_reason is None:
+                self.stop(f"fail_fast: task {name!r} failed")
+
+    def _report_running(self, name: str, st: RunState, attempt: int) -> None:
+        while st.running < attempt:
+            st.running += 1
+            self.progress(self.graph[name], TaskStatus.RUNNING)
+
+    def _final(self, result: TaskResult) -> None:
+        st = self.state[result.name]
+        st.final = result
+        self.left -= 1
+        if self.on_final is not None:
+            self.on_final(result)
+        self.progress(self.graph[result.name], result.status)
+
+    # -- stopping -----------------------------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Launch nothing more; running tasks are terminated (their processes get SIGTERM, then SIGKILL)."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self.cancel.set()
+        not_running = [n for n, st in self.state.items() if st.final is None and st.running == 0]
+        self.backend.cancel(not_running)
+
+    def _abandon(self, why: str) -> None:
+        """Give every task that has not reported a final outcome one now."""
+        now = time.time()
+        for name, st in self.state.items():
+            if st.final is None:
+                if st.running:
+                    result = TaskResult(name, TaskStatus.SKIPPED, end=now, attempts=st.running,
+                                        reason=f"cancelled while running: {why}",
+                                        attempt_log=[Attempt(st.running, now, now, FailureKind.CANCELLED.value)])
+                else:
+                    result = TaskResult(name, TaskStatus.SKIPPED, reason=f"not started: {why}")
+                self._final(result)

@@ -1,0 +1,177 @@
+"""The contract every executor shares: configure, callbacks, and ``run``/``execute`` on Dask.
+
+Back-ends inherit all of it; they differ only in how the compiled graph is handed to Dask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as _queue
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import cluster as _cluster
+from ..compile import compile_graph
+from ..config import ExecutionConfig
+from ..engine import Driver
+from ..errors import ConfigError, ExecutionError, TaskDefinitionError
+from ..experiment import Experiment
+from ..graph import TaskGraph
+from ..progress import Progress
+from ..result import Results, TaskResult
+from ..runtime import RunContext
+from ..task import Task
+
+log = logging.getLogger("molexp")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Raised by ``run()`` after Ctrl-C, once running tasks are terminated; ``results`` holds what finished."""
+
+    def __init__(self, results: Results):
+        super().__init__("run interrupted; results holds what finished")
+        self.results = results
+
+
+def as_graph(work: Any) -> tuple[TaskGraph, str, str, dict]:
+    """(graph, experiment name, workdir, default params) of an Experiment, TaskGraph, TaskPool or task list."""
+    if isinstance(work, Experiment):
+        return work.graph, work.name, work.workdir, dict(work.params)
+    if isinstance(work, TaskGraph):
+        return work, getattr(work, "name", "workflow"), ".", {}
+    if isinstance(work, Task):
+        work = [work]
+    if isinstance(work, Iterable) and not isinstance(work, (str, bytes, Mapping)):
+        items = list(work)
+        if all(isinstance(t, Task) for t in items):
+            return TaskGraph(items), "workflow", ".", {}
+    raise TaskDefinitionError(
+        f"expected an Experiment, a TaskGraph, a TaskPool or a list of tasks, got {type(work).__name__}")
+
+
+class Executor:
+    """Shared base: holds the work, the options (``configure``), the condition and progress callbacks, and
+    the Dask target (local threaded scheduler, or a ``distributed`` client/cluster/address)."""
+
+    def __init__(self, work: Any = None, *, client=None, cluster=None, address: str | None = None,
+                 **options: Any):
+        self._work = work
+        if work is not None:
+            as_graph(work)  # fail now on the wrong kind of object
+        self.config = ExecutionConfig().merge(**options)
+        self._client, self._owns_client = _cluster.connect(client=client, cluster=cluster, address=address)
+        self._condition: Callable | None = None
+        self._progress_callback: Callable | None = None
+
+    # -- options ------------------------------------------------------------------------------------------
+    def configure(self, **options: Any) -> Executor:
+        """Merge options into the (immutable, validated) config; returns the executor for chaining.
+
+        Raises ``ConfigError`` naming an unknown option, or a value of the wrong type or range.
+        See ``ExecutionConfig`` for every option and its default.
+        """
+        self.config = self.config.merge(**options)
+        return self
+
+    def set_condition_check(self, fn: Callable[[Task, Mapping[str, Any]], bool] | None) -> Executor:
+        """``fn(task, context) -> bool``, called just before each task would run; False skips the task and
+        its dependents. ``context`` holds the run's params and ``context=`` values, plus ``"params"`` and
+        ``"upstream"`` (dependency name -> TaskResult)."""
+        if fn is not None and not callable(fn):
+            raise ConfigError(f"set_condition_check expects a callable fn(task, context), got {type(fn).__name__}")
+        self._condition = fn
+        return self
+
+    def set_progress_callback(self, fn: Callable[[Task, Any], None] | None) -> Executor:
+        """``fn(task, status)`` on every transition (running, retrying, completed, failed, skipped, cached),
+        from the thread that called ``run()``, in order for each task. An exception in it is logged."""
+        if fn is not None and not callable(fn):
+            raise ConfigError(f"set_progress_callback expects a callable fn(task, status), got {type(fn).__name__}")
+        self._progress_callback = fn
+        return self
+
+    @property
+    def client(self):
+        """The ``distributed.Client`` tasks run on, or None for Dask's local threaded scheduler."""
+        return self._client
+
+    def close(self) -> None:
+        """Close the Dask client molexp made (from ``cluster=`` or ``address=``); a given client stays open."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+        self._client = None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- running ------------------------------------------------------------------------------------------
+    def _backend(self):
+        if self._client is not None:
+            return _cluster.DistributedBackend(self._client)
+        return _cluster.LocalBackend(self.config.max_workers)
+
+    def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> Results:
+        if work is None:
+            raise TaskDefinitionError("nothing to run: pass an Experiment, TaskGraph, TaskPool or list of tasks")
+        graph, exp_name, workdir, default_params = as_graph(work)
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigError(f"params= expects a mapping, got {type(params).__name__}")
+        if context is not None and not isinstance(context, Mapping):
+            raise ConfigError(f"context= expects a mapping, got {type(context).__name__}")
+        cfg = self.config
+        run_params = {**default_params, **(params or {})}
+        run_id = uuid.uuid4().hex[:12]
+        t0 = time.perf_counter()
+
+        events: _queue.SimpleQueue = _queue.SimpleQueue()
+        backend = self._backend()
+        ctx = RunContext(run_id=run_id, experiment=exp_name, workdir=str(Path(workdir).resolve()),
+                         sink=None, cancel=None, params=run_params, context=dict(context or {}),
+                         condition=self._condition, retry_delay=cfg.retry_delay,
+                         retry_exponential_backoff=cfg.retry_exponential_backoff,
+                         retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
+                         kill_grace=cfg.kill_grace)
+        compiled = compile_graph(graph, ctx, cfg)  # raises on bad input before anything runs
+        ctx.sink = backend.make_sink(events, run_id)
+        ctx.cancel = backend.make_cancel(run_id)
+        link = getattr(backend, "dashboard_link", lambda: None)()
+        if link:
+            log.info("molexp: running %d tasks on %s (dashboard: %s)", len(graph), self._client, link)
+
+        progress = Progress(self._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
+        driver = Driver(graph, backend, ctx.cancel, events, progress,
+                        fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
+        try:
+            outcomes = driver.run(compiled, {})
+        finally:
+            progress.close()
+            backend.close()
+        results = Results(outcomes, wall_time=time.perf_counter() - t0, interrupted=driver.interrupted)
+        return self._finish(results)
+
+    def _finish(self, results: Results) -> Results:
+        cfg = self.config
+        if not results.ok and not cfg.partial_results:
+            results = Results({n: _without_value(r) for n, r in results.items()}, wall_time=results.wall_time,
+                              interrupted=results.interrupted)
+        if results.interrupted:
+            raise RunInterrupted(results)
+        if cfg.error_propagation and results.failed:
+            raise ExecutionError(f"{len(results.failed)} task(s) failed: {', '.join(results.failed[:10])}"
+                                 + (" ..." if len(results.failed) > 10 else ""), results)
+        return results
+
+
+def _without_value(r: TaskResult) -> TaskResult:
+    if r.value is None:
+        return r
+    import dataclasses
+
+    return dataclasses.replace(r, value=None)

@@ -1,0 +1,162 @@
+"""``TaskGraph``: the DAG of tasks. Validation, topological order, layers, critical path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .errors import CycleError, GraphError, TaskDefinitionError
+from .task import Task
+
+
+class TaskGraph:
+    """A directed acyclic graph of tasks, keyed by task name.
+
+    ``add_task(task, dependencies=[...])`` takes Task objects or names; the dependencies are added to the
+    task's own ``deps``. ``validate()`` (called by every executor before anything runs) raises
+    ``GraphError`` for a missing or self dependency and ``CycleError`` naming the cycle.
+    """
+
+    def __init__(self, tasks: Iterable[Task] = ()):
+        self._tasks: dict[str, Task] = {}
+        self._order: list[str] | None = None
+        for t in tasks:
+            self.add_task(t)
+
+    def add_task(self, task: Task, dependencies: Iterable[str | Task] | None = None) -> Task:
+        """Add ``task``; ``dependencies`` (names or tasks) are appended to its ``deps``. Returns the task."""
+        if not isinstance(task, Task):
+            raise TaskDefinitionError(f"add_task expects a Task, got {type(task).__name__}: {task!r}")
+        if task.name in self._tasks:
+            raise GraphError(f"duplicate task name {task.name!r}: task names must be unique in a graph")
+        if dependencies is not None:
+            if isinstance(dependencies, (str, Task)):
+                dependencies = [dependencies]
+            for d in dependencies:
+                dep = d.name if isinstance(d, Task) else d
+                if not isinstance(dep, str) or not dep:
+                    raise TaskDefinitionError(
+                        f"task {task.name!r}: a dependency must be a task name or a Task, got {d!r}")
+                if dep not in task.deps:
+                    task.deps.append(dep)
+        self._tasks[task.name] = task
+        self._order = None
+        return task
+
+    # -- mapping-like access ----------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Task:
+        return self._tasks[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        """The tasks by name, in insertion order."""
+        return self._tasks
+
+    def dependents(self) -> dict[str, list[str]]:
+        """name -> names of the tasks that depend on it."""
+        out: dict[str, list[str]] = {n: [] for n in self._tasks}
+        for t in self._tasks.values():
+            for d in t.deps:
+                if d in out:
+                    out[d].append(t.name)
+        return out
+
+    # -- validation and order -----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``GraphError``/``CycleError`` if the graph cannot run; cheap once validated."""
+        self.topological_order()
+
+    def topological_order(self) -> list[str]:
+        """Task names, every task after all of its dependencies (ties keep insertion order)."""
+        if self._order is not None and len(self._order) == len(self._tasks):
+            return self._order
+        tasks = self._tasks
+        indegree: dict[str, int] = {}
+        for name, t in tasks.items():
+            for d in t.deps:
+                if d == name:
+                    raise GraphError(f"task {name!r} depends on itself")
+                if d not in tasks:
+                    raise GraphError(f"task {name!r} depends on {d!r}, which is not in the graph"
+                                     + _did_you_mean(d, tasks))
+            indegree[name] = len(t.deps)
+        dependents = self.dependents()
+        ready = [n for n, k in indegree.items() if k == 0]
+        order: list[str] = []
+        i = 0
+        while i < len(ready):
+            n = ready[i]
+            i += 1
+            order.append(n)
+            for m in dependents[n]:
+                indegree[m] -= 1
+                if indegree[m] == 0:
+                    ready.append(m)
+        if len(order) != len(tasks):
+            cycle = self._find_cycle({n for n, k in indegree.items() if k > 0})
+            raise CycleError("dependency cycle: " + " -> ".join(cycle), cycle)
+        self._order = order
+        return order
+
+    def _find_cycle(self, remaining: set[str]) -> list[str]:
+        # Every node left has a dependency that is also left: walk them until a node repeats.
+        start = next(n for n in self._tasks if n in remaining)
+        path: list[str] = []
+        seen: dict[str, int] = {}
+        node = start
+        while node not in seen:
+            seen[node] = len(path)
+            path.append(node)
+            node = next(d for d in self._tasks[node].deps if d in remaining)
+        cycle = path[seen[node]:] + [node]
+        cycle.reverse()  # show it in execution direction: a -> b means b runs after a
+        return cycle
+
+    def layers(self) -> list[list[str]]:
+        """Groups of tasks that can run at the same time: layer k's tasks depend only on earlier layers."""
+        depth: dict[str, int] = {}
+        for n in self.topological_order():
+            deps = self._tasks[n].deps
+            depth[n] = 1 + max((depth[d] for d in deps), default=-1)
+        out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for n, k in depth.items():
+            out[k].append(n)
+        return out
+
+    def critical_path_lengths(self) -> dict[str, int]:
+        """name -> number of tasks on the longest path from it to the end of the graph (itself included)."""
+        dependents = self.dependents()
+        length: dict[str, int] = {}
+        for n in reversed(self.topological_order()):
+            length[n] = 1 + max((length[m] for m in dependents[n]), default=0)
+        return length
+
+    def downstream_closure(self, names: Iterable[str]) -> set[str]:
+        """The given tasks and every task downstream of them."""
+        dependents = self.dependents()
+        out: set[str] = set()
+        stack = list(names)
+        while stack:
+            n = stack.pop()
+            if n not in out:
+                out.add(n)
+                stack.extend(dependents[n])
+        return out
+
+    def __repr__(self) -> str:
+        return f"<TaskGraph {len(self._tasks)} tasks>"
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,211 @@
+"""What a run tells you: ``TaskStatus``, ``TaskResult`` for one task, ``Results`` for the run."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task stands. A ``str`` enum: ``TaskStatus.COMPLETED == "completed"``.
+
+    ``completed``, ``failed``, ``skipped`` and ``cached`` (reused from a checkpoint) are final;
+    ``pending``, ``running`` and ``retrying`` are transitions reported to progress callbacks.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CACHED = "cached"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        """True for completed, failed, skipped and cached."""
+        return self in _FINAL
+
+    @property
+    def ok(self) -> bool:
+        """True when the task's outputs are there: completed or cached."""
+        return self is TaskStatus.COMPLETED or self is TaskStatus.CACHED
+
+
+_FINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CACHED})
+
+
+class FailureKind(str, enum.Enum):
+    """Why a task failed. Retries apply to all of them but ``error`` (a mistake in the task's definition)."""
+
+    EXIT = "exit"                  # a command exited non-zero
+    SIGNAL = "signal"              # a command was killed by a signal it did not get from molexp
+    TIMEOUT = "timeout"            # the task ran past its timeout and was terminated
+    MEMORY = "memory_limit"        # the task's process tree went over its memory limit
+    EXCEPTION = "exception"        # a Python task raised
+    LOST_WORKER = "lost_worker"    # the Dask worker running it died, again and again
+    CANCELLED = "cancelled"        # terminated by molexp (fail_fast, Ctrl-C)
+    ERROR = "error"                # the task could not start: bad template, missing program, bad condition
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Attempt:
+    """One try at running a task: when, how long, and how it ended (``failure`` is None on success)."""
+
+    number: int
+    start: float
+    end: float
+    failure: str | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds this attempt took."""
+        return self.end - self.start
+
+
+@dataclass
+class TaskResult:
+    """The outcome of one task.
+
+    ``value`` is a Python task's return value; ``returncodes`` one entry per shell command that ran;
+    ``stdout``/``stderr`` are the last lines of the output, the whole of it is in ``stdout_path`` and
+    ``stderr_path``. ``start``/``end`` are epoch seconds. ``failure`` (a ``FailureKind`` value) and
+    ``error`` (text, with the remote traceback for Python tasks) explain a failure; ``reason`` explains a skip.
+    ``peak_memory`` (bytes, the largest resident set of the task's processes) and ``cpu_time`` (seconds, user +
+    system of its child processes) size resource requests.
+    """
+
+    name: str
+    status: TaskStatus
+    value: Any = None
+    returncodes: list[int] = field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+    start: float | None = None
+    end: float | None = None
+    attempts: int = 0
+    attempt_log: list[Attempt] = field(default_factory=list)
+    worker: str | None = None
+    failure: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    command: str | None = None
+    peak_memory: int | None = None
+    cpu_time: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None if the task never started."""
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+    @property
+    def ok(self) -> bool:
+        """True when the task completed (or was reused from a checkpoint)."""
+        return self.status.ok
+
+    def to_record(self) -> dict:
+        """A JSON-friendly dict of everything but ``value``."""
+        record = asdict(self)
+        record.pop("value")
+        record["status"] = self.status.value
+        record["duration"] = self.duration
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], value: Any = None) -> TaskResult:
+        """Rebuild a result from ``to_record()`` output."""
+        data = {k: v for k, v in record.items() if k in _RESULT_FIELDS}
+        data["status"] = TaskStatus(data["status"])
+        data["attempt_log"] = [Attempt(**a) for a in data.get("attempt_log", [])]
+        return cls(value=value, **data)
+
+
+_RESULT_FIELDS = frozenset(TaskResult.__dataclass_fields__) - {"value"}
+
+
+class Results(Mapping):
+    """Mapping of task name -> ``TaskResult`` for one run, in the graph's order, with a summary.
+
+    ``ok`` is True when every task completed or was cached; ``failed``/``skipped`` list names;
+    ``summary()`` counts by status; ``wall_time`` is the run's elapsed seconds.
+    """
+
+    def __init__(self, results: Mapping[str, TaskResult], *, wall_time: float = 0.0, interrupted: bool = False):
+        self._results = dict(results)
+        self.wall_time = wall_time
+        self.interrupted = interrupted
+
+    def __getitem__(self, name: str) -> TaskResult:
+        return self._results[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def _names(self, status: TaskStatus) -> list[str]:
+        return [n for n, r in self._results.items() if r.status is status]
+
+    @property
+    def ok(self) -> bool:
+        """True when every task completed or was reused from a checkpoint."""
+        return all(r.status.ok for r in self._results.values())
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of failed tasks."""
+        return self._names(TaskStatus.FAILED)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Names of skipped tasks."""
+        return self._names(TaskStatus.SKIPPED)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by final status, the failed tasks' names and the wall time in seconds."""
+        counts = {s.value: 0 for s in (TaskStatus.COMPLETED, TaskStatus.CACHED, TaskStatus.FAILED,
+                                        TaskStatus.SKIPPED)}
+        for r in self._results.values():
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        return {"total": len(self._results), **counts, "failed_tasks": self.failed,
+                "wall_time": round(self.wall_time, 3)}
+
+    def table(self) -> str:
+        """A plain-text table: one row per task with status, attempts, duration and what went wrong."""
+        rows = [("task", "status", "tries", "time", "detail")]
+        for r in self._results.values():
+            duration = "" if r.duration is None else f"{r.duration:.2f}s"
+            detail = r.reason or (f"{r.failure}: {_first_line(r.error)}" if r.failure else "")
+            rows.append((r.name, r.status.value, str(r.attempts or ""), duration, detail))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+        s = self.summary()
+        lines.append(f"{s['completed']} completed, {s['cached']} cached, {s['failed']} failed, "
+                     f"{s['skipped']} skipped in {self.wall_time:.2f}s")
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"<Results {s['total']} tasks: {s['completed']} completed, {s['cached']} cached, "
+                f"{s['failed']} failed, {s['skipped']} skipped>")
+
+
+def _first_line(text: str | None) -> str:
+    if not text:
+        return ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:120] if lines else ""

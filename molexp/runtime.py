@@ -1,0 +1,465 @@
+"""What runs on a worker: one task, with its retries, condition, processes, timeout, memory limit and logs.
+
+``run_task(spec, ctx, *upstream)`` is the only function Dask calls. It never raises: every outcome,
+failures included, is a ``TaskResult`` value, so a failed task cannot abort Dask's graph and its
+dependents can see why they are skipped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+from .result import Attempt, FailureKind, TaskResult, TaskStatus
+
+_POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
+_TAIL_BYTES = 4096   # how much of each log the result keeps
+_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task compiled for one run: everything a worker needs, nothing it does not."""
+
+    name: str
+    kind: str                                   # "shell" | "python"
+    task: Any                                   # the Task object (handed to conditions)
+    deps: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()              # rendered shell commands
+    func: Callable | None = None
+    call_kwargs: dict = field(default_factory=dict)
+    dep_kwargs: tuple[str, ...] = ()            # deps whose values the function receives by name
+    cwd: str = "."
+    env: dict | None = None
+    timeout: float | None = None
+    retries: int = 0
+    memory_limit: int | None = None
+    condition: Callable | None = None
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+
+
+@dataclass
+class RunContext:
+    """What every task of one run shares (a single Dask data node, shipped once per worker)."""
+
+    run_id: str
+    experiment: str
+    workdir: str
+    sink: Any                                   # .emit(event) to the driver; .done(result) where it applies
+    cancel: Any                                 # .is_set(), .wait(seconds)
+    params: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)
+    condition: Callable | None = None
+    retry_delay: float = 1.0
+    retry_exponential_backoff: bool = False
+    retry_max_delay: float = 60.0
+    retry_jitter: float = 0.1
+    kill_grace: float = 5.0
+    monitor_interval: float = 0.2
+
+
+class _Current:
+    """The task being run in this context: ``name`` and ``attempt`` (see ``molexp.current_task()``)."""
+
+    __slots__ = ("name", "attempt", "workdir")
+
+    def __init__(self, name: str, attempt: int, workdir: str):
+        self.name, self.attempt, self.workdir = name, attempt, workdir
+
+    def __repr__(self) -> str:
+        return f"<current task {self.name!r} attempt {self.attempt}>"
+
+
+_current: contextvars.ContextVar[_Current | None] = contextvars.ContextVar("molexp_current", default=None)
+
+
+def current_task() -> _Current | None:
+    """Inside a Python task: its ``name``, ``attempt`` number (1, 2, ...) and ``workdir``; else None."""
+    return _current.get()
+
+
+class _Outcome(Exception):
+    """Internal: one attempt's failure (kind, message, return codes so far)."""
+
+    def __init__(self, kind: FailureKind, message: str, command: str | None = None):
+        super().__init__(message)
+        self.kind, self.message, self.command = kind, message, command
+
+
+# -- the entry point ---------------------------------------------------------------------------------
+
+def run_task(spec: TaskSpec, ctx: RunContext, *upstream: TaskResult) -> TaskResult:
+    """Run one task to its final outcome (never raises). ``upstream`` are the dependencies' results."""
+    try:
+        result = _run(spec, ctx, upstream)
+    except BaseException as e:  # a bug of ours must still come back as a value, never hang the run
+        result = TaskResult(spec.name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
+                            error=f"molexp internal error: {e!r}\n{traceback.format_exc()}")
+    ctx.sink.done(result)
+    return result
+
+
+def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> TaskResult:
+    for up in upstream:
+        if not up.status.ok:
+            why = "failed" if up.status is TaskStatus.FAILED else "was skipped"
+            return TaskResult(spec.name, TaskStatus.SKIPPED, reason=f"upstream {up.name!r} {why}")
+    if ctx.cancel.is_set():
+        return TaskResult(spec.name, TaskStatus.SKIPPED, reason="cancelled")
+
+    conditions = [c for c in (ctx.condition, spec.condition) if c is not None]
+    if conditions:
+        context = {**ctx.params, **ctx.context, "params": ctx.params, "upstream": {u.name: u for u in upstream}}
+        for cond in conditions:
+            try:
+                go = cond(spec.task, context)
+            except Exception as e:
+                return TaskResult(spec.name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
+                                  error=f"condition {getattr(cond, '__name__', cond)!r} raised {e!r}\n"
+                                        + traceback.format_exc())
+            if not go:
+                return TaskResult(spec.name, TaskStatus.SKIPPED, reason="condition is false")
+
+    result = TaskResult(spec.name, TaskStatus.RUNNING, stdout_path=spec.stdout_path,
+                        stderr_path=spec.stderr_path, worker=ctx.sink.worker())
+    values = {u.name: u.value for u in upstream}
+    max_attempts = 1 + spec.retries
+    attempt = 0
+    while True:
+        attempt += 1
+        start = time.time()
+        if attempt == 1:
+            result.start = start
+        ctx.sink.emit(("running", spec.name, attempt, start, result.worker))
+        try:
+            if spec.kind == "shell":
+                _run_shell(spec, ctx, attempt, result)
+            else:
+                result.value = _run_python(spec, ctx, attempt, values)
+            failure = None
+        except _Outcome as o:
+            failure = o
+        end = time.time()
+        result.attempts = attempt
+        result.end = end
+        if failure is None:
+            result.attempt_log.append(Attempt(attempt, start, end))
+            result.status = TaskStatus.COMPLETED
+            break
+        result.attempt_log.append(Attempt(attempt, start, end, failure.kind.value, failure.message))
+        result.failure, result.error, result.command = failure.kind.value, failure.message, failure.command
+        if (attempt >= max_attempts or failure.kind in (FailureKind.ERROR, FailureKind.CANCELLED)
+                or ctx.cancel.is_set()):
+            result.status = TaskStatus.FAILED
+            if failure.kind is FailureKind.CANCELLED:
+                result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
+            break
+        delay = retry_delay(ctx, attempt)
+        ctx.sink.emit(("retrying", spec.name, attempt, failure.kind.value, failure.message, delay))
+        if ctx.cancel.wait(delay):
+            result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
+            break
+    if spec.kind == "shell":
+        result.stdout = _tail(spec.stdout_path)
+        result.stderr = _tail(spec.stderr_path)
+    if result.status is TaskStatus.COMPLETED:
+        result.failure = result.error = result.command = None
+    return result
+
+
+def retry_delay(ctx: RunContext, failed_attempt: int) -> float:
+    """Seconds to wait after attempt ``failed_attempt`` failed: base (doubled each time with backoff),
+    capped, plus a random extra of up to ``retry_jitter`` of it (never less than the base)."""
+    delay = ctx.retry_delay * (2 ** (failed_attempt - 1) if ctx.retry_exponential_backoff else 1)
+    delay = min(delay, ctx.retry_max_delay)
+    return delay * (1 + ctx.retry_jitter * random.random())
+
+
+# -- Python tasks -----------------------------------------------------------------------------------
+
+def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict) -> Any:
+    kwargs = dict(spec.call_kwargs)
+    for dep in spec.dep_kwargs:
+        kwargs[dep] = values[dep]
+    token = _current.set(_Current(spec.name, attempt, ctx.workdir))
+    try:
+        return spec.func(**kwargs)  # type: ignore[misc]
+    except Exception as e:
+        raise _Outcome(FailureKind.EXCEPTION, f"{type(e).__name__}: {e}\n{traceback.format_exc()}") from None
+    finally:
+        _current.reset(token)
+
+
+# -- shell tasks ------------------------------------------------------------------------------------
+
+def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult) -> None:
+    env = dict(os.environ)
+    if spec.env:
+        env.update(spec.env)
+    env["MOLEXP_TASK"] = spec.name
+    env["MOLEXP_ATTEMPT"] = str(attempt)
+    env["MOLEXP_EXPERIMENT"] = ctx.experiment
+    env["MOLEXP_WORKDIR"] = ctx.workdir
+    mode = "wb" if attempt == 1 else "ab"
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    result.returncodes = []
+    with open(spec.stdout_path, mode, buffering=0) as out, open(spec.stderr_path, mode, buffering=0) as err:  # type: ignore[arg-type]
+        if attempt > 1:
+            marker = f"--- molexp: attempt {attempt} ---\n".encode()
+            out.write(marker)
+            err.write(marker)
+        for cmd in spec.commands:
+            rc, peak, cpu = _run_command(cmd, spec, ctx, env, out, err, deadline)
+            result.returncodes.append(rc)
+            result.peak_memory = max(result.peak_memory or 0, peak)
+            result.cpu_time = (result.cpu_time or 0.0) + cpu
+            if rc != 0:
+                if rc < 0:
+                    name = _signal_name(-rc)
+                    raise _Outcome(FailureKind.SIGNAL, f"command killed by {name}: {cmd}", cmd)
+                raise _Outcome(FailureKind.EXIT, f"command exited with code {rc}: {cmd}", cmd)
+
+
+def _run_command(cmd: str, spec: TaskSpec, ctx: RunContext, env: dict, out, err, deadline) -> tuple[int, int, float]:
+    """Spawn one command in its own process group and wait for it; returns (rc, peak bytes, cpu s)."""
+    argv = _direct_argv(cmd, spec.cwd, env.get("PATH", ""))
+    proc = None
+    if argv is not None:
+        try:
+            proc = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=err, start_new_session=True)
+        except OSError:
+            proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
+    if proc is None:
+        try:
+            proc = subprocess.Popen(["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True)
+        except OSError as e:
+            raise _Outcome(FailureKind.ERROR, f"cannot start command {cmd!r} in {spec.cwd!r}: {e}", cmd) from None
+    return _wait(proc, cmd, spec, ctx, deadline)
+
+
+def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, deadline) -> tuple[int, int, float]:
+    pid = proc.pid
+    watch = _MemoryWatch(pid, spec.memory_limit, ctx.monitor_interval) if spec.memory_limit else None
+    poll_s = min(_POLL, ctx.monitor_interval) if watch else _POLL
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    poller = None
+    if pidfd is not None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+    try:
+        while True:
+            wait_s = poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
+            if poller is not None:
+                if poller.poll(wait_s * 1000):
+                    break
+            elif _waited(proc, wait_s):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                _terminate(proc, ctx.kill_grace)
+                raise _Outcome(FailureKind.TIMEOUT, f"timed out after {spec.timeout:g}s: {cmd}", cmd)
+            if watch is not None and watch.over():
+                _kill_group(pid, signal.SIGKILL)
+                _reap(proc)
+                raise _Outcome(FailureKind.MEMORY, f"memory limit {watch.limit} bytes exceeded (peak "
+                                                   f"{watch.peak} bytes): {cmd}", cmd)
+            if ctx.cancel.is_set():
+                _terminate(proc, ctx.kill_grace)
+                raise _Outcome(FailureKind.CANCELLED, f"terminated by molexp: {cmd}", cmd)
+    except BaseException:
+        if proc.returncode is None:
+            _terminate(proc, ctx.kill_grace)
+        raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    rc, ru = _reap(proc)
+    peak = ru.ru_maxrss * 1024 if ru is not None else 0
+    if watch is not None:
+        peak = max(peak, watch.peak)
+    cpu = (ru.ru_utime + ru.ru_stime) if ru is not None else 0.0
+    if rc != 0:
+        _kill_group(pid, signal.SIGKILL)  # leave nothing behind a failed command
+    return rc, peak, cpu
+
+
+def _waited(proc: subprocess.Popen, seconds: float) -> bool:
+    try:
+        proc.wait(seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _reap(proc: subprocess.Popen):
+    """Wait for the process; (return code, rusage or None)."""
+    if proc.returncode is not None:
+        return proc.returncode, None
+    try:
+        _, status, ru = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        return proc.wait(), None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, ru
+
+
+def _terminate(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM to the process group, SIGKILL after ``grace`` seconds; reaps the leader."""
+    _kill_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while proc.returncode is None and time.monotonic() < deadline:
+        try:
+            proc.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+    _kill_group(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        _reap(proc)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _MemoryWatch:
+    """Samples the resident memory of a process and all its descendants (psutil)."""
+
+    def __init__(self, pid: int, limit: int, interval: float):
+        import psutil
+
+        self._psutil = psutil
+        self.limit, self.interval, self.peak = limit, interval, 0
+        self._next = 0.0
+        try:
+            self._root = psutil.Process(pid)
+        except psutil.Error:
+            self._root = None
+
+    def over(self) -> bool:
+        now = time.monotonic()
+        if self._root is None or now < self._next:
+            return False
+        self._next = now + self.interval
+        psutil = self._psutil
+        total = 0
+        try:
+            procs = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:
+            return False
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        self.peak = max(self.peak, total)
+        return total > self.limit
+
+
+# bash words that are not programs on PATH (or behave differently as programs): these go through bash.
+_BASH_ONLY = frozenset("""cd exit export source . set unset alias eval exec read shift ulimit umask wait trap
+return break continue declare local readonly typeset let hash type command builtin enable history jobs fg bg
+disown suspend times shopt pushd popd dirs logout mapfile readarray caller compgen complete getopts help if
+then else elif fi for while until do done case esac function time select coproc ! [[ ]] { }""".split())
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*")
+
+
+def _direct_argv(cmd: str, cwd: str, path: str) -> list[str] | None:
+    """The argv to exec directly when ``cmd`` needs nothing from a shell (no quotes, $, globs, redirects,
+    pipes, builtins); None when bash must run it. Spawning without a shell halves the cost of a command."""
+    cmd = cmd.strip()
+    if not _PLAIN.fullmatch(cmd):
+        return None
+    argv = cmd.split()
+    prog = argv[0]
+    if prog in _BASH_ONLY or "=" in prog:
+        return None
+    if "/" in prog:
+        return argv
+    exe = _which(prog, path)
+    return None if exe is None else [exe, *argv[1:]]
+
+
+@lru_cache(maxsize=1024)
+def _which(prog: str, path: str) -> str | None:
+    return shutil.which(prog, path=path)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _tail(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            if size == 0:
+                return ""
+            f.seek(max(0, size - _TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    lines = text.splitlines()
+    if size > _TAIL_BYTES and lines:
+        lines = lines[1:]  # the first line is probably cut
+    return "\n".join(lines[-_TAIL_LINES:])
+
+
+# -- event sinks and cancel tokens ----------------------------------------------------------------------
+
+class LocalSink:
+    """Events straight into the driver's queue (same process, threads)."""
+
+    def __init__(self, queue):
+        self._queue = queue
+
+    def emit(self, event: tuple) -> None:
+        self._queue.put(event)
+
+    def done(self, result: TaskResult) -> None:
+        self._queue.put(("done", result.name, result))
+
+    def worker(self) -> str:
+        return threading.current_thread().name
+
+
+class LocalCancel:
+    """A run's stop flag on the local scheduler: a ``threading.Event``."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)

@@ -1,0 +1,327 @@
+"""Task definitions: ``Task``, ``LocalTask`` (alias ``ShellTask``), ``PythonTask`` and the ``@task`` decorator.
+
+A task is a plain description; nothing runs here. Constructors check every field and raise
+``TaskDefinitionError`` naming the task and the field, so mistakes surface before a run starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from dask.utils import parse_bytes, parse_timedelta
+
+from .errors import TaskDefinitionError, TemplateError
+
+# $name or ${name}; $$ is a literal $ (as in a Makefile). Anything else after $ ($1, $?, $(cmd),
+# ${x:-default}) is bash's business and passes through untouched.
+_PLACEHOLDER = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+
+# Environment variables molexp sets for every shell command: a template may mention them.
+RUNTIME_ENV = frozenset({"MOLEXP_TASK", "MOLEXP_ATTEMPT", "MOLEXP_EXPERIMENT", "MOLEXP_WORKDIR"})
+
+
+class Task:
+    """Base of every task: a unique ``name`` and what it needs.
+
+    Parameters (keyword-only after ``name``):
+      deps: names of tasks (or Task objects) this task runs after.
+      kwargs: template values (shell tasks) or keyword arguments (Python tasks).
+      timeout: seconds (or a Dask time string such as ``"10m"``) before the task is terminated.
+      retries: retries after a failure, overriding the executor's ``retry_attempts``.
+      priority: larger runs first among ready tasks when ``priority_scheduling=True``.
+      resources: e.g. ``{"memory": "2GB", "cores": 2}``.
+      condition: ``fn(task, context) -> bool`` deciding just before the task runs whether it runs.
+      cwd: working directory (default: the experiment's workdir). env: extra environment variables.
+    """
+
+    kind = "task"
+
+    def __init__(self, name: str, *, deps: Iterable[str | Task] = (), kwargs: Mapping[str, Any] | None = None,
+                 timeout: float | str | None = None, retries: int | None = None, priority: int | None = None,
+                 resources: Mapping[str, Any] | None = None, condition: Callable | None = None,
+                 cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None):
+        if not isinstance(name, str) or not name.strip():
+            raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.deps = _dep_names(name, deps)
+        self.kwargs = dict(_mapping(name, "kwargs", kwargs))
+        self.timeout = _seconds(name, "timeout", timeout)
+        self.retries = _opt_int(name, "retries", retries, minimum=0)
+        self.priority = _opt_int(name, "priority", priority)
+        self.resources = _resources(name, resources)
+        if condition is not None and not callable(condition):
+            raise TaskDefinitionError(f"task {name!r}: condition must be callable, got {type(condition).__name__}")
+        self.condition = condition
+        if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+            raise TaskDefinitionError(f"task {name!r}: cwd must be a path, got {type(cwd).__name__}")
+        self.cwd = os.fspath(cwd) if cwd is not None else None
+        env = _mapping(name, "env", env)
+        for k, v in env.items():
+            if not isinstance(v, str):
+                raise TaskDefinitionError(f"task {name!r}: env[{k!r}] must be a string, got {type(v).__name__}")
+        self.env = dict(env)
+
+    # -- identity -------------------------------------------------------------------------------------
+    def _fields(self) -> dict[str, Any]:
+        """The task's definition as plain data (what YAML stores and equality compares)."""
+        data: dict[str, Any] = {"type": self.kind, "name": self.name}
+        if self.deps:
+            data["deps"] = list(self.deps)
+        if self.kwargs:
+            data["kwargs"] = dict(self.kwargs)
+        for key in ("timeout", "retries", "priority", "cwd"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        if self.resources:
+            data["resources"] = dict(self.resources)
+        if self.env:
+            data["env"] = dict(self.env)
+        if self.condition is not None:
+            data["condition"] = callable_ref(self.condition, f"task {self.name!r}: condition")
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form of the task, as stored in an experiment's YAML."""
+        return self._fields()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # tasks are mutable definitions
+
+    def __repr__(self) -> str:
+        deps = f", deps={self.deps}" if self.deps else ""
+        return f"{type(self).__name__}({self.name!r}{deps})"
+
+    def template_values(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The task's kwargs overridden by the run's parameters."""
+        values = dict(self.kwargs)
+        if params:
+            values.update(params)
+        return values
+
+
+class LocalTask(Task):
+    """A task of shell commands, each run with ``/bin/bash`` in the task's cwd, in order, stopping at the
+    first one that fails. ``$var`` / ``${var}`` are filled from ``kwargs`` overridden by run parameters;
+    write ``$$`` for a literal ``$`` (a shell variable of your own: ``$$f``). Environment variables
+    (``$HOME``, and ``$MOLEXP_ATTEMPT`` which molexp sets) pass through to bash.
+    """
+
+    kind = "shell"
+
+    def __init__(self, name: str, commands: list[str], **options: Any):
+        super().__init__(name, **options)
+        if isinstance(commands, (str, bytes)) or not isinstance(commands, (list, tuple)):
+            raise TaskDefinitionError(
+                f"task {name!r}: commands must be a list of strings, got {type(commands).__name__}"
+                + (f" (write commands=[{commands!r}])" if isinstance(commands, str) else ""))
+        if not commands:
+            raise TaskDefinitionError(f"task {name!r}: commands must not be empty")
+        for i, c in enumerate(commands):
+            if not isinstance(c, str) or not c.strip():
+                raise TaskDefinitionError(
+                    f"task {name!r}: commands[{i}] must be a non-empty string, got {c!r}")
+        self.commands = list(commands)
+
+    def _fields(self) -> dict[str, Any]:
+        data = super()._fields()
+        data["commands"] = list(self.commands)
+        return data
+
+    def render(self, params: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+        """The commands with placeholders filled; ``TemplateError`` names the task and the missing variable."""
+        values = self.template_values(params)
+        environ = os.environ if environ is None else environ
+
+        def fill(match: re.Match) -> str:
+            if match.group(1):
+                return "$"
+            var = match.group(2) or match.group(3)
+            if var in values:
+                return str(values[var])
+            if var in self.env or var in environ or var in RUNTIME_ENV:
+                return match.group(0)
+            known = ", ".join(sorted(values)) or "none"
+            raise TemplateError(
+                f"task {self.name!r}: command {cmd!r} uses ${var}, which is not in the task's kwargs, the run's "
+                f"params or the environment (known values: {known}; write $${var} for a shell variable)")
+
+        rendered = []
+        for cmd in self.commands:
+            rendered.append(_PLACEHOLDER.sub(fill, cmd))
+        return rendered
+
+
+ShellTask = LocalTask
+
+
+class PythonTask(Task):
+    """A task that calls a Python function (or an importable ``"module:function"`` reference).
+
+    The function is called with keyword arguments: the task's ``kwargs``, run parameters whose names the
+    function accepts, and each dependency's return value under the dependency's name when the function
+    has a parameter of that name (or ``**kwargs``). Its return value is the task's ``value``.
+    """
+
+    kind = "python"
+
+    def __init__(self, name: str, func: Callable | str, **options: Any):
+        super().__init__(name, **options)
+        if isinstance(func, str):
+            func = resolve_ref(func, f"task {name!r}: func")
+        if not callable(func):
+            raise TaskDefinitionError(f"task {name!r}: func must be callable, got {type(func).__name__}")
+        self.func = func
+        self._signature: tuple[frozenset[str], bool] | None = None
+
+    def accepts(self) -> tuple[frozenset[str], bool]:
+        """(names of the function's keyword parameters, whether it takes ``**kwargs``)."""
+        if self._signature is None:
+            try:
+                params = inspect.signature(self.func).parameters.values()
+            except (TypeError, ValueError):
+                self._signature = (frozenset(), True)
+            else:
+                names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+                self._signature = (names, any(p.kind is p.VAR_KEYWORD for p in params))
+        return self._signature
+
+    def _fields(self) -> dict[str, Any]:
+        data = super()._fields()
+        data["func"] = callable_ref(self.func, f"task {self.name!r}: func")
+        return data
+
+    def _source(self) -> str:
+        """Source text of the function (for fingerprints); its reference when the source is not available."""
+        try:
+            return inspect.getsource(self.func)
+        except (OSError, TypeError):
+            return callable_ref(self.func, "", strict=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (handy in notebooks and tests)."""
+        return self.func(*args, **kwargs)
+
+
+def task(func: Callable | None = None, *, name: str | None = None, **options: Any):
+    """Decorator making a ``PythonTask`` of a function: ``@task`` or ``@task(deps=["prepare"], retries=2)``.
+
+    The task is named after the function unless ``name=`` is given; calling it still calls the function.
+    """
+
+    def wrap(f: Callable) -> PythonTask:
+        return PythonTask(name or f.__name__, f, **options)
+
+    return wrap(func) if func is not None else wrap
+
+
+# -- references to callables ------------------------------------------------------------------------
+
+def callable_ref(func: Callable, what: str, *, strict: bool = True) -> str:
+    """``"module:qualname"`` of an importable function; ``TaskDefinitionError`` if it is not importable."""
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if module and qualname and "<" not in qualname and module != "__main__":
+        return f"{module}:{qualname}"
+    if not strict:
+        return f"{module}:{qualname}"
+    raise TaskDefinitionError(
+        f"{what}: {func!r} cannot be written to YAML: only functions importable as 'module:function' can "
+        "(define it at the top level of a module, not in __main__, a notebook cell or a lambda)")
+
+
+def resolve_ref(ref: str, what: str) -> Callable:
+    """Import ``"package.module:function"`` (or ``"package.module.function"``)."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep:
+        module_name, _, attr = ref.rpartition(".")
+    if not module_name or not attr:
+        raise TaskDefinitionError(f"{what}: expected 'module:function', got {ref!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise TaskDefinitionError(f"{what}: cannot import {ref!r}: {e}") from None
+    return obj
+
+
+# -- field checks -------------------------------------------------------------------------------------
+
+def _dep_names(name: str, deps: Any) -> list[str]:
+    if isinstance(deps, (str, Task)):
+        deps = [deps]
+    try:
+        items = list(deps or ())
+    except TypeError:
+        raise TaskDefinitionError(
+            f"task {name!r}: deps must be a list of task names or tasks, got {type(deps).__name__}") from None
+    out: list[str] = []
+    for d in items:
+        dep = d.name if isinstance(d, Task) else d
+        if not isinstance(dep, str) or not dep:
+            raise TaskDefinitionError(f"task {name!r}: a dependency must be a task name or a Task, got {d!r}")
+        if dep not in out:
+            out.append(dep)
+    return out
+
+
+def _mapping(name: str, field: str, value: Any) -> Mapping:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TaskDefinitionError(f"task {name!r}: {field} must be a mapping, got {type(value).__name__}")
+    for k in value:
+        if not isinstance(k, str):
+            raise TaskDefinitionError(f"task {name!r}: {field} keys must be strings, got {k!r}")
+    return value
+
+
+def _seconds(name: str, field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_timedelta(value) if not isinstance(value, bool) else None
+    except (ValueError, TypeError, KeyError):
+        seconds = None
+    if seconds is None or seconds <= 0:
+        raise TaskDefinitionError(
+            f"task {name!r}: {field} must be a positive number of seconds or a time such as '10m', got {value!r}")
+    return float(seconds)
+
+
+def _opt_int(name: str, field: str, value: Any, minimum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        expected = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+        raise TaskDefinitionError(f"task {name!r}: {field} must be {expected}, got {value!r}")
+    return value
+
+
+def _resources(name: str, resources: Any) -> dict[str, Any]:
+    resources = dict(_mapping(name, "resources", resources))
+    for key, value in resources.items():
+        if key == "memory":
+            try:
+                parse_bytes(value)
+            except (ValueError, TypeError):
+                raise TaskDefinitionError(
+                    f"task {name!r}: resources['memory'] must be a size such as '2GB', got {value!r}") from None
+        elif key == "cores":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TaskDefinitionError(
+                    f"task {name!r}: resources['cores'] must be an integer >= 1, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TaskDefinitionError(
+                f"task {name!r}: resources[{key!r}] must be a number, got {value!r}")
+    return resources
