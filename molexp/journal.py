@@ -357,10 +357,14 @@ def _load(directory: pathlib.Path, experiment: str | None) -> _Loaded:
     snap_path = directory / SNAPSHOT_NAME
     log_path = directory / JOURNAL_NAME
     # The snapshot is read first: the log only grows, so a concurrent writer cannot make the log look shorter.
-    snapshot = _read_snapshot(snap_path, experiment)
+    # The log is checked for the experiment first, so a foreign checkpoint is reported by its source of truth.
+    snapshot = _read_snapshot(snap_path, None)
     _read_log(log_path, experiment, out)
     out.snapshot = snapshot
     if snapshot is not None:
+        if experiment is not None and snapshot["experiment"] != experiment:
+            raise CheckpointError(f"snapshot {snap_path} belongs to experiment {snapshot['experiment']!r}, not "
+                                  f"{experiment!r}; {_HINT}", str(snap_path))
         if out.log_exists:
             if snapshot["experiment"] != out.experiment:
                 raise CheckpointError(f"snapshot {snap_path} belongs to experiment {snapshot['experiment']!r} but the "
