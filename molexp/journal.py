@@ -167,9 +167,13 @@ def _atomic_write(path: pathlib.Path, data: bytes, *, fsync: bool) -> None:
         _fsync_dir(path.parent)
 
 
+# ensure_ascii: a line is pure ASCII, and json escapes every control character, so there is no raw newline inside.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True)
+_DECODER = json.JSONDecoder()
+
+
 def _dumps_line(obj: dict) -> bytes:
-    # ensure_ascii: the line is pure ASCII, and json escapes every control character, so no raw newline inside.
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode("ascii") + b"\n"
+    return _ENCODER.encode(obj).encode("ascii") + b"\n"
 
 
 def _value_filename(name: str) -> str:
@@ -224,6 +228,18 @@ def _internal(obj: dict) -> dict:
         "value": obj.get("value"),
         "time": obj["time"],
     }
+
+
+def _snapshot_bytes(state: dict) -> bytes:
+    """JSON, one task per line (readable, grep-able), built with the C encoder (``indent=`` is pure Python, ~10x
+    slower)."""
+    head = {k: v for k, v in state.items() if k != "records"}
+    parts = ["{\n"]
+    parts += [f" {_ENCODER.encode(k)}: {_ENCODER.encode(v)},\n" for k, v in head.items()]
+    parts.append(' "records": {')
+    parts.append(",".join(f"\n  {_ENCODER.encode(k)}: {_ENCODER.encode(v)}" for k, v in state["records"].items()))
+    parts.append("\n }\n}\n")
+    return "".join(parts).encode("ascii")
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -566,7 +582,7 @@ class Journal:
             line = _dumps_line(entry)        # fail before anything is written
         except (TypeError, ValueError) as exc:
             raise TypeError(f"result of task {name!r} is not JSON-serialisable: {exc}") from None
-        stored = _internal(json.loads(line))   # what a reader will see (tuples -> lists, etc.)
+        stored = _internal(_DECODER.decode(line.decode("ascii")))   # what a reader will see (tuples -> lists...)
         if value_file is not None:
             payload = cloudpickle.dumps(value)
             self._values_dir.mkdir(exist_ok=True)
@@ -605,7 +621,7 @@ class Journal:
             "counts": _counts(self._records),
             "records": self._records,
         }
-        data = json.dumps(state, ensure_ascii=True, indent=1).encode("ascii") + b"\n"
+        data = _snapshot_bytes(state)
         _atomic_write(self.path / SNAPSHOT_NAME, data, fsync=True)
         self._since_snapshot = 0
 
