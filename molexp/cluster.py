@@ -60,8 +60,9 @@ class LocalBackend:
         self._thread = threading.Thread(target=engine, name="molexp-engine", daemon=True)
         self._thread.start()
 
-    def cancel(self, names) -> None:
-        """Nothing to do: every pending task sees the run's cancel flag and returns at once."""
+    def cancel(self, names) -> list:
+        """Nothing to cancel: every pending task sees the run's cancel flag and returns at once."""
+        return []
 
     def check(self) -> None:
         """Raise ``ClusterError`` when the engine can no longer report (never, locally)."""
@@ -198,13 +199,15 @@ class DistributedBackend:
         self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
         self._collector.start()
 
-    def cancel(self, names) -> None:
-        futures = [self._futures[n] for n in names if n in self._futures]
-        if futures:
+    def cancel(self, names) -> list:
+        """Cancel the futures of tasks that have not started; returns their names."""
+        names = [n for n in names if n in self._futures and not self._futures[n].done()]
+        if names:
             try:
-                self.client.cancel(futures)
+                self.client.cancel([self._futures[n] for n in names])
             except Exception:  # the cluster may be gone already; the driver reports that
                 pass
+        return names
 
     def check(self) -> None:
         status = getattr(self.client, "status", "running")

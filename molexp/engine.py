@@ -49,6 +49,7 @@ class Driver:
         self.state = {name: RunState() for name in graph.tasks}
         self.left = len(self.state)
         self.stop_reason: str | None = None
+        self._doomed: dict[str, str] = {}
         self.interrupted = False
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -114,8 +115,8 @@ class Driver:
             if not isinstance(result, TaskResult):
                 result = TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
                                     error=f"task returned {type(result).__name__}, not a TaskResult")
-            if result.reason == "cancelled" and self.stop_reason:
-                result.reason = f"cancelled: {self.stop_reason}"
+            if result.reason == "cancelled":
+                result.reason = self._upstream_reason(name) or f"cancelled: {self.stop_reason or 'by Dask'}"
             # Reports that never arrived (or arrive after the result) are told now, in order.
             for a in result.attempt_log:
                 self._report_running(name, st, a.number)
@@ -125,6 +126,14 @@ class Driver:
             self._final(result)
             if result.status is TaskStatus.FAILED and self.fail_fast and self.stop_reason is None:
                 self.stop(f"fail_fast: task {name!r} failed")
+
+    def _upstream_reason(self, name: str) -> str | None:
+        """Why ``name`` cannot run because of a dependency, as the wrapper would have said it."""
+        for d in self.graph[name].deps:
+            final = self.state[d].final
+            if final is not None and not final.status.ok:
+                return f"upstream {d!r} {'failed' if final.status is TaskStatus.FAILED else 'was skipped'}"
+        return self._doomed.get(name)
 
     def _report_running(self, name: str, st: RunState, attempt: int) -> None:
         while st.running < attempt:
@@ -146,8 +155,19 @@ class Driver:
             return
         self.stop_reason = reason
         self.cancel.set()
-        not_running = [n for n, st in self.state.items() if st.final is None and st.running == 0]
-        self.backend.cancel(not_running)
+        # Tasks downstream of a failure will be skipped for it, even if their dependency has not said so yet.
+        for n in self.graph.topological_order():
+            if self.state[n].final is None:
+                why = self._upstream_reason(n) or next(
+                    (f"upstream {d!r} was skipped" for d in self.graph[n].deps if d in self._doomed), None)
+                if why:
+                    self._doomed[n] = why
+        not_running = [n for n in self.graph.topological_order()
+                       if self.state[n].final is None and self.state[n].running == 0]
+        for name in self.backend.cancel(not_running):  # these will never run: say why, in graph order
+            if self.state[name].final is None:
+                self._final(TaskResult(name, TaskStatus.SKIPPED,
+                                       reason=self._upstream_reason(name) or f"cancelled: {reason}"))
 
     def _abandon(self, why: str) -> None:
         """Give every task that has not reported a final outcome one now."""
@@ -159,5 +179,6 @@ class Driver:
                                         reason=f"cancelled while running: {why}",
                                         attempt_log=[Attempt(st.running, now, now, FailureKind.CANCELLED.value)])
                 else:
-                    result = TaskResult(name, TaskStatus.SKIPPED, reason=f"not started: {why}")
+                    result = TaskResult(name, TaskStatus.SKIPPED,
+                                        reason=self._upstream_reason(name) or f"not started: {why}")
                 self._final(result)

@@ -1,0 +1,118 @@
+"""Running experiments: results, logs, Python values, failures, and the same outcome on every Dask target."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import taskfuncs
+
+from molexp import (Experiment, ExperimentExecutor, FailureKind, LocalTask, PythonTask, Results, TaskResult,
+                    TaskStatus, current_task, task)
+
+
+def small_experiment(workdir) -> Experiment:
+    e = Experiment("basics", workdir=workdir, params={"n": 4})
+    e.add_task(LocalTask("write", commands=["echo value=$n > numbers.txt", "echo to-stderr >&2"]))
+    e.add_task(LocalTask("check", commands=["grep -q value=4 numbers.txt", "cat numbers.txt"], deps=["write"]))
+    e.add_task(PythonTask("make_numbers", taskfuncs.make_numbers, deps=["check"]))
+    e.add_task(PythonTask("total", taskfuncs.total, deps=["make_numbers"], kwargs={"scale": 10}))
+    return e
+
+
+def test_results_carry_everything(project, target):
+    results = ExperimentExecutor(small_experiment(project), progress=False, **target).run()
+    assert isinstance(results, Results) and results.ok
+    w = results["write"]
+    assert isinstance(w, TaskResult) and w.status == "completed" and w.status is TaskStatus.COMPLETED
+    assert w.returncodes == [0, 0] and w.attempts == 1 and w.stderr == "to-stderr"
+    assert Path(w.stderr_path).read_text() == "to-stderr\n"
+    assert Path(w.stdout_path).parent == project / ".molexp" / "basics" / "logs"
+    assert results["check"].stdout == "value=4"
+    assert results["make_numbers"].value == [0, 1, 2, 3]  # params reach Python tasks by argument name
+    assert results["total"].value == 60                    # upstream values arrive as keyword arguments
+    for r in results.values():
+        assert r.start <= r.end and r.duration >= 0 and r.worker
+    s = results.summary()
+    assert s["total"] == 4 and s["completed"] == 4 and s["failed"] == 0 and s["wall_time"] > 0
+
+
+def test_same_results_on_local_scheduler_and_local_cluster(project, cluster_client):
+    local = ExperimentExecutor(small_experiment(project), progress=False).run(params={"n": 7})
+    (project / "numbers.txt").unlink()
+    dist = ExperimentExecutor(small_experiment(project), progress=False, client=cluster_client).run(params={"n": 7})
+    assert not local.ok and not dist.ok  # check greps for value=4: both fail the same way
+    for name in local:
+        assert local[name].status == dist[name].status
+        assert local[name].value == dist[name].value
+        assert local[name].returncodes == dist[name].returncodes
+        assert local[name].reason == dist[name].reason
+    assert dist["check"].worker.startswith("tcp://127.0.0.1")
+    ok_local = ExperimentExecutor(small_experiment(project), progress=False).run()
+    ok_dist = ExperimentExecutor(small_experiment(project), progress=False, client=cluster_client).run()
+    assert ok_local.ok and ok_dist.ok
+    assert {n: r.value for n, r in ok_local.items()} == {n: r.value for n, r in ok_dist.items()}
+
+
+def test_a_failing_command_stops_its_task_and_its_dependents(project, target):
+    e = Experiment("fails", workdir=project)
+    e.add_task(LocalTask("bad", commands=["echo first", "exit 3", "touch should-not-exist"]))
+    e.add_task(LocalTask("after", commands=["touch after-ran"], deps=["bad"]))
+    results = ExperimentExecutor(e, progress=False, **target).run()
+    bad = results["bad"]
+    assert bad.status is TaskStatus.FAILED and bad.failure == FailureKind.EXIT == "exit"
+    assert bad.returncodes == [0, 3] and bad.command == "exit 3"
+    assert "exited with code 3" in bad.error
+    assert not (project / "should-not-exist").exists() and not (project / "after-ran").exists()
+    assert results["after"].status is TaskStatus.SKIPPED and results["after"].reason == "upstream 'bad' failed"
+    assert results.failed == ["bad"] and not results.ok
+
+
+def test_python_exception_carries_the_remote_traceback(project, target):
+    e = Experiment("py", workdir=project)
+    e.add_task(PythonTask("explode", taskfuncs.boom))
+    r = ExperimentExecutor(e, progress=False, **target).run()["explode"]
+    assert r.status is TaskStatus.FAILED and r.failure == "exception"
+    assert "RuntimeError: boom from a python task" in r.error
+    assert "taskfuncs.py" in r.error and "in boom" in r.error
+
+
+def test_task_decorator_cwd_env_and_current_task(project):
+    (project / "sub").mkdir()
+    seen = {}
+
+    @task
+    def first():
+        me = current_task()
+        if me is not None:
+            seen["current"] = (me.name, me.attempt)
+        return 5
+
+    @task(deps=["first"], name="second")
+    def second_fn(first, **rest):
+        return first + 1
+
+    e = Experiment("deco", workdir=project)
+    e.add_task(first)
+    e.add_task(second_fn)
+    e.add_task(LocalTask("where", commands=["pwd", "echo $GREETING $MOLEXP_TASK $MOLEXP_ATTEMPT"], cwd="sub",
+                         env={"GREETING": "hi"}))
+    results = ExperimentExecutor(e, progress=False).run()
+    assert results["second"].value == 6 and first() == 5
+    assert seen["current"] == ("first", 1)
+    assert results["where"].stdout.splitlines() == [str(project / "sub"), "hi where 1"]
+
+
+def test_commands_run_in_bash_with_shell_features(project):
+    e = Experiment("bash", workdir=project)
+    e.add_task(LocalTask("shell", commands=["for i in 1 2 3; do echo $$i; done | paste -sd+ | bc > sum.txt",
+                                            "[[ $(cat sum.txt) == 6 ]]", "missing-program-xyz"]))
+    r = ExperimentExecutor(e, progress=False).run()["shell"]
+    assert r.returncodes == [0, 0, 127] and "missing-program-xyz" in r.stderr
+    assert (project / "sum.txt").read_text() == "6\n"
+
+
+def test_workdir_default_is_current_directory(project):
+    e = Experiment("here")
+    e.add_task(LocalTask("t", commands=["pwd"]))
+    assert ExperimentExecutor(e, progress=False).run()["t"].stdout == os.getcwd()
