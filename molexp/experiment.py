@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -112,19 +113,28 @@ class Experiment:
 
     @classmethod
     def from_yaml(cls, source: str | os.PathLike) -> Experiment:
-        """Load an experiment from a YAML file path, or from YAML text."""
-        where = "experiment YAML"
+        """Load an experiment from a YAML file path, or from YAML text.
+
+        From a file, a relative ``workdir`` is taken relative to the file's directory.
+        """
+        where, base = "experiment YAML", None
         if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                                 and source.endswith((".yaml", ".yml"))):
-            where = os.fspath(source)
-            text = Path(source).read_text()
+            where, base = os.fspath(source), Path(source).resolve().parent
+            try:
+                text = Path(source).read_text()
+            except OSError as e:
+                raise ValidationError(f"cannot read experiment file {where}: {e.strerror}") from None
         else:
             text = source
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise ValidationError(f"{where}: not valid YAML: {e}") from None
-        return cls.from_dict(data, source=where)
+        exp = cls.from_dict(data, source=where)
+        if base is not None and not os.path.isabs(exp.workdir):
+            exp.workdir = os.path.normpath(base / exp.workdir)  # relative to the file, not the shell
+        return exp
 
 
 def task_from_dict(spec: Any, *, where: str = "task") -> Task:
@@ -139,7 +149,18 @@ def task_from_dict(spec: Any, *, where: str = "task") -> Task:
     if "condition" in spec and isinstance(spec["condition"], str):
         spec["condition"] = resolve_ref(spec["condition"], f"{where}: condition")
     cls = TASK_TYPES[kind]
-    try:
-        return cls(name, **spec)  # type: ignore[arg-type]
-    except TypeError as e:
-        raise TaskDefinitionError(f"{where} ({name!r}): {e}") from None
+    required = "commands" if cls is LocalTask else "func"
+    allowed = _BASE_FIELDS | {required}
+    for key in spec:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TaskDefinitionError(f"{where} ({name!r}): unknown field {key!r}{hint}; a {kind} task takes "
+                                      f"name, {', '.join(sorted(allowed))}")
+    if required not in spec:
+        raise TaskDefinitionError(f"{where} ({name!r}): a {kind} task needs {required!r}")
+    return cls(name, **spec)  # type: ignore[arg-type]
+
+
+_BASE_FIELDS = frozenset({"deps", "kwargs", "timeout", "retries", "priority", "resources", "condition", "cwd",
+                          "env"})

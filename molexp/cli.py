@@ -1,0 +1,140 @@
+"""The ``molexp`` command: ``run`` an experiment file, ``graph`` to show its order.
+
+Exit codes: 0 every task completed; 1 a task failed or was skipped; 2 bad input (nothing ran);
+3 the Dask cluster failed; 130 interrupted (Ctrl-C or SIGTERM; running tasks were terminated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import runpy
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ClusterError, MolexpError, ValidationError
+from .experiment import Experiment
+from .graph import TaskGraph
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def load(path: str) -> Experiment | TaskGraph:
+    """Load ``experiment.yaml`` or ``workflow.py`` (a file that defines ``experiment``)."""
+    p = Path(path)
+    if not p.exists():
+        raise ValidationError(f"no such experiment file: {path}")
+    if p.suffix in (".yaml", ".yml"):
+        return Experiment.from_yaml(p)
+    if p.suffix == ".py":
+        sys.path.insert(0, str(p.resolve().parent))
+        ns = runpy.run_path(str(p), run_name="__molexp_workflow__")
+        work = ns.get("experiment")
+        if not isinstance(work, (Experiment, TaskGraph)):
+            found = type(work).__name__ if "experiment" in ns else "nothing"
+            raise ValidationError(f"{path} must define `experiment` (an Experiment or TaskGraph); found {found}")
+        return work
+    raise ValidationError(f"{path}: expected an experiment .yaml/.yml file or a workflow .py file")
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, yaml.safe_load(value) if value else ""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="molexp", description="Run experiments of shell and Python tasks on Dask.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment file (experiment.yaml or workflow.py)")
+    run.add_argument("file")
+    run.add_argument("--workers", type=int, default=None, help="local worker threads (default: CPU count)")
+    run.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                     help="override a parameter (repeatable); values are read as YAML scalars")
+    run.add_argument("--address", help="run on the Dask scheduler at this address (tcp://host:8786)")
+    run.add_argument("--continue", dest="keep_going", action="store_true",
+                     help="fault_tolerance='continue': run everything whose dependencies succeeded")
+    run.add_argument("--retries", type=int, default=None, help="retry failed tasks this many times")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    graph = sub.add_parser("graph", help="show an experiment's tasks layer by layer")
+    graph.add_argument("file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``molexp`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "graph":
+            return _graph(args)
+    except ValidationError as e:
+        print(f"molexp: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except ClusterError as e:
+        print(f"molexp: cluster error: {e}", file=sys.stderr)
+        return EXIT_CLUSTER
+    except MolexpError as e:
+        print(f"molexp: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_INPUT
+
+
+def _run(args) -> int:
+    from .executors import ExperimentExecutor, RunInterrupted
+
+    work = load(args.file)
+    options: dict[str, Any] = {"progress": not args.no_progress}
+    if args.workers is not None:
+        options["max_workers"] = args.workers
+    if args.keep_going:
+        options["fault_tolerance"] = "continue"
+    if args.retries is not None:
+        options["retry_attempts"] = args.retries
+    # SIGTERM (a batch system ending the job, `kill`) cleans up like Ctrl-C: running tasks are terminated.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with ExperimentExecutor(work, address=args.address, **options) as executor:
+            results = executor.run(params=dict(args.param))
+    except RunInterrupted as e:
+        print(e.results.table())
+        print("molexp: interrupted; running tasks were terminated", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(results.table())
+    for name in results.failed:
+        r = results[name]
+        print(f"\n--- {name} failed ({r.failure}): {r.error.strip().splitlines()[-1] if r.error else ''}")
+        if r.stderr:
+            print(r.stderr)
+        if r.stderr_path:
+            print(f"(full log: {r.stderr_path})")
+    return EXIT_OK if results.ok else EXIT_FAILED
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _graph(args) -> int:
+    work = load(args.file)
+    graph = work.graph if isinstance(work, Experiment) else work
+    for i, layer in enumerate(graph.layers()):
+        print(f"layer {i}: {', '.join(layer)}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
