@@ -50,6 +50,8 @@ class Driver:
         self.left = len(self.state)
         self.stop_reason: str | None = None
         self._doomed: dict[str, str] = {}
+        self._held: dict[str, list[tuple]] = {}
+        self._dependents = graph.dependents()
         self.interrupted = False
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -101,6 +103,10 @@ class Driver:
         st = self.state.get(name)
         if st is None or st.final is not None:
             return  # a late event for a finished task (distributed delivers events and results separately)
+        if any(self.state[d].final is None for d in self.graph[name].deps):
+            # On a cluster a dependent's events can overtake its dependency's result: tell them after that.
+            self._held.setdefault(name, []).append(event)
+            return
         if kind == "running":
             attempt = event[2]
             self._report_running(name, st, attempt)
@@ -147,6 +153,12 @@ class Driver:
         if self.on_final is not None:
             self.on_final(result)
         self.progress(self.graph[result.name], result.status)
+        if self._held:
+            for dependent in self._dependents.get(result.name, ()):
+                if dependent in self._held and all(self.state[d].final is not None
+                                                   for d in self.graph[dependent].deps):
+                    for event in self._held.pop(dependent):
+                        self._handle(event)
 
     # -- stopping -----------------------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
@@ -172,7 +184,8 @@ class Driver:
     def _abandon(self, why: str) -> None:
         """Give every task that has not reported a final outcome one now."""
         now = time.time()
-        for name, st in self.state.items():
+        for name in self.graph.topological_order():
+            st = self.state[name]
             if st.final is None:
                 if st.running:
                     result = TaskResult(name, TaskStatus.SKIPPED, end=now, attempts=st.running,
