@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="fault_tolerance='continue': run everything whose dependencies succeeded")
     run.add_argument("--retries", type=int, default=None, help="retry failed tasks this many times")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--checkpoint-dir", help="journal every outcome here (default: "
+                     "<workdir>/.molexp/<experiment>/checkpoint)")
+    run.add_argument("--no-checkpoint", action="store_true", help="do not journal outcomes")
+    run.add_argument("--resume", action="store_true",
+                     help="reuse tasks completed in the checkpoint whose definition is unchanged")
+
+    status = sub.add_parser("status", help="what a checkpoint directory recorded (works while a run is going)")
+    status.add_argument("checkpoint_dir")
 
     graph = sub.add_parser("graph", help="show an experiment's tasks layer by layer")
     graph.add_argument("file")
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "graph":
             return _graph(args)
+        if args.command == "status":
+            return _status(args)
     except ValidationError as e:
         print(f"molexp: error: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -102,6 +112,11 @@ def _run(args) -> int:
         options["fault_tolerance"] = "continue"
     if args.retries is not None:
         options["retry_attempts"] = args.retries
+    if not args.no_checkpoint:
+        options["checkpoint_dir"] = args.checkpoint_dir or default_checkpoint_dir(work)
+        options["auto_resume"] = args.resume
+    elif args.resume:
+        raise ValidationError("--resume needs a checkpoint: drop --no-checkpoint")
     # SIGTERM (a batch system ending the job, `kill`) cleans up like Ctrl-C: running tasks are terminated.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -122,6 +137,36 @@ def _run(args) -> int:
         if r.stderr_path:
             print(f"(full log: {r.stderr_path})")
     return EXIT_OK if results.ok else EXIT_FAILED
+
+
+def default_checkpoint_dir(work) -> str:
+    """Where `molexp run` journals by default: <workdir>/.molexp/<experiment>/checkpoint."""
+    if isinstance(work, Experiment):
+        return str(Path(work.workdir) / ".molexp" / work.name / "checkpoint")
+    return str(Path(".molexp") / getattr(work, "name", "workflow") / "checkpoint")
+
+
+def _status(args) -> int:
+    from .journal import read_state
+
+    try:
+        state = read_state(args.checkpoint_dir)
+    except FileNotFoundError:
+        raise ValidationError(f"no checkpoint in {args.checkpoint_dir}") from None
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(state["counts"].items()))
+    holder = state.get("holder") or {}
+    live = f" (a run is going: pid {holder.get('pid')})" if holder.get("alive") else ""
+    print(f"experiment {state['experiment']}: {len(state['records'])} tasks recorded: {counts}{live}")
+    for name, rec in state["records"].items():
+        if rec["status"] == "failed":
+            r = rec["result"]
+            last = (r.get("error") or "").strip().splitlines()
+            print(f"\n--- {name} failed ({r.get('failure')}): {last[-1] if last else ''}")
+            if r.get("stderr"):
+                print(r["stderr"])
+            if r.get("stderr_path"):
+                print(f"(full log: {r['stderr_path']})")
+    return EXIT_OK
 
 
 def _raise_interrupt(signum, frame):

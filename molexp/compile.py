@@ -35,6 +35,12 @@ class Compiled:
     specs: dict[str, TaskSpec]
     ctx_key: str
 
+    def reuse(self, cached: Mapping[str, TaskResult]) -> None:
+        """Tasks reused from a checkpoint enter the graph as data (their result): they do not run."""
+        for name, result in cached.items():
+            self.dsk[self.keys[name]] = result
+            self.specs.pop(name, None)
+
     def delayed(self) -> dict[str, Delayed]:
         """One ``dask.delayed`` object per task (sharing one graph), by task name."""
         return {name: Delayed(key, self.dsk) for name, key in self.keys.items()}
@@ -54,11 +60,9 @@ def log_paths(log_dir: Path, name: str) -> tuple[str, str]:
     return str(log_dir / f"{safe}.out"), str(log_dir / f"{safe}.err")
 
 
-def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, *,
-                  cached: Mapping[str, TaskResult] | None = None) -> Compiled:
+def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Compiled:
     """Validate, render templates and build the Dask graph. Raises before anything runs."""
     order = graph.topological_order()
-    cached = cached or {}
     workdir = Path(ctx.workdir)
     log_dir = workdir / ".molexp" / _UNSAFE.sub("_", ctx.experiment) / "logs"
     params = ctx.params
@@ -73,9 +77,6 @@ def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, *,
         t = graph[name]
         key = task_key(ctx.run_id, name)
         keys[name] = key
-        if name in cached:
-            dsk[key] = cached[name]
-            continue
         spec = _spec(t, ctx, config, params, environ, workdir, log_dir)
         if spec.stdout_path and not made_log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import cluster as _cluster
+from ..checkpoint import Checkpoint
 from ..compile import compile_graph
 from ..config import ExecutionConfig
 from ..engine import Driver
@@ -99,6 +100,16 @@ class Executor:
         """The ``distributed.Client`` tasks run on, or None for Dask's local threaded scheduler."""
         return self._client
 
+    def resume_from_checkpoint(self, path: str | os.PathLike, params: Mapping[str, Any] | None = None, *,
+                               context: Mapping[str, Any] | None = None) -> Results:
+        """Run again from the checkpoint at ``path`` (the checkpoint directory, or any file in it, e.g.
+        ``"checkpoints/workflow_state.pkl"``): tasks completed before with an unchanged definition end
+        ``cached``; changed tasks and everything downstream of them run again."""
+        from ..journal import find_checkpoint_dir
+
+        self.configure(checkpoint_dir=str(find_checkpoint_dir(path)), auto_resume=True)
+        return self._execute(self._work, params, context)
+
     def close(self) -> None:
         """Close the Dask client molexp made (from ``cluster=`` or ``address=``); a given client stays open."""
         if self._owns_client and self._client is not None:
@@ -139,20 +150,32 @@ class Executor:
                          retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
                          kill_grace=cfg.kill_grace)
         compiled = compile_graph(graph, ctx, cfg)  # raises on bad input before anything runs
-        ctx.sink = backend.make_sink(events, run_id)
-        ctx.cancel = backend.make_cancel(run_id)
-        link = getattr(backend, "dashboard_link", lambda: None)()
-        if link:
-            log.info("molexp: running %d tasks on %s (dashboard: %s)", len(graph), self._client, link)
-
-        progress = Progress(self._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
-        driver = Driver(graph, backend, ctx.cancel, events, progress,
-                        fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
+        checkpoint = Checkpoint(cfg.checkpoint_dir, exp_name, cfg.checkpoint_interval) if cfg.checkpoint_dir \
+            else None  # takes the directory's lock, or raises before anything runs
         try:
-            outcomes = driver.run(compiled, {})
+            cached: dict[str, TaskResult] = {}
+            on_final = None
+            if checkpoint is not None:
+                cached = checkpoint.prepare(graph.topological_order(), compiled.specs, resume=cfg.auto_resume)
+                compiled.reuse(cached)
+                kinds = {n: s.kind for n, s in compiled.specs.items()}
+                on_final = lambda result: checkpoint.record(result, kinds.get(result.name))  # noqa: E731
+            ctx.sink = backend.make_sink(events, run_id)
+            ctx.cancel = backend.make_cancel(run_id)
+            link = getattr(backend, "dashboard_link", lambda: None)()
+            if link:
+                log.info("molexp: running %d tasks on %s (dashboard: %s)", len(graph), self._client, link)
+            progress = Progress(self._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
+            driver = Driver(graph, backend, ctx.cancel, events, progress, on_final=on_final,
+                            fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
+            try:
+                outcomes = driver.run(compiled, cached)
+            finally:
+                progress.close()
+                backend.close()
         finally:
-            progress.close()
-            backend.close()
+            if checkpoint is not None:
+                checkpoint.close()
         results = Results(outcomes, wall_time=time.perf_counter() - t0, interrupted=driver.interrupted)
         return self._finish(results)
 
