@@ -6,11 +6,13 @@ graph and report every task's outcome into the driver's queue. Nothing here sche
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 from .errors import ClusterError, ConfigError
 from .result import FailureKind, TaskResult, TaskStatus
@@ -46,12 +48,20 @@ class LocalBackend:
     def start(self, compiled, queue) -> None:
         import dask.threaded
 
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="molexp-worker")
         keys = list(compiled.keys.values())
+        if compiled.priorities:
+            # Dask's local scheduler decides what is ready; every ready task goes to a pool that starts the
+            # highest priority first (dask.local itself orders ready tasks by dask.order, not by priority).
+            pool = self._pool = PriorityPool(self.workers, compiled.priorities)
+            get = partial(dask.local.get_async, pool.submit, len(keys) + 1, get_id=dask.threaded._thread_get_id,
+                          pack_exception=dask.threaded.pack_exception)
+        else:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="molexp-worker")
+            get = partial(dask.threaded.get, pool=self._pool)
 
         def engine():
             try:
-                dask.threaded.get(compiled.dsk, keys, pool=self._pool)
+                get(compiled.dsk, keys)
             except BaseException as e:  # reported to the driver, which fails what never reported
                 queue.put(("engine-error", None, e))
             else:
@@ -71,6 +81,54 @@ class LocalBackend:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+class PriorityPool:
+    """``submit`` for ``dask.local.get_async``: ready tasks wait in a heap and ``workers`` threads run the
+    highest priority first (ties: first submitted first)."""
+
+    def __init__(self, workers: int, priorities: dict):
+        self._priorities = priorities
+        self._heap: list = []
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"molexp-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn, *args):
+        future: Future = Future()
+        key = args[0][0][0]  # get_async submits batch_execute_tasks([(key, ...), ...])
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, fn, args, future))
+            self._cond.notify()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._heap:
+                    return
+                _, _, fn, args, future = heapq.heappop(self._heap)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as e:
+                    future.set_exception(e)
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+        with self._cond:
+            self._closed = True
+            if cancel_futures:
+                for *_, future in self._heap:
+                    future.cancel()
+                self._heap.clear()
+            self._cond.notify_all()
 
 
 class DistributedSink:
@@ -176,7 +234,8 @@ class DistributedBackend:
         keys = [compiled.keys[n] for n in names]
         key_to_name = {compiled.keys[n]: n for n in names}
         try:
-            futures = self.client.get(compiled.dsk, keys, sync=False)
+            graph = compiled.annotated(self._resources(compiled))
+            futures = self.client.get(graph, keys, sync=False)
         except Exception as e:
             raise ClusterError(f"could not submit the graph to {self.client.scheduler.address}: {e}") from e
         self._futures = dict(zip(names, futures))
@@ -198,6 +257,26 @@ class DistributedBackend:
 
         self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
         self._collector.start()
+
+    def _resources(self, compiled) -> dict[str, dict[str, float]] | None:
+        """Dask resource needs per key (memory in bytes, cores), for the resources the workers declare."""
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        except Exception:
+            return None
+        declared = set().union(*(w.get("resources") or {} for w in workers)) & {"memory", "cores"}
+        if not declared:
+            return None
+        needs = {}
+        for name, spec in compiled.specs.items():
+            need = {}
+            if "memory" in declared and spec.memory_limit:
+                need["memory"] = float(spec.memory_limit)
+            if "cores" in declared:
+                need["cores"] = float(spec.cores)
+            if need:
+                needs[compiled.keys[name]] = need
+        return needs or None
 
     def cancel(self, names) -> list:
         """Cancel the futures of tasks that have not started; returns their names."""

@@ -28,12 +28,34 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]")
 
 @dataclass
 class Compiled:
-    """A run's Dask graph: ``dsk`` (plain dict), ``keys`` (task name -> key), the specs and the context key."""
+    """A run's Dask graph: ``dsk`` (plain dict), ``keys`` (task name -> key), the specs and the context key;
+    ``priorities`` (key -> priority, higher first) when the run schedules by priority."""
 
     dsk: dict
     keys: dict[str, str]
     specs: dict[str, TaskSpec]
     ctx_key: str
+    priorities: dict[str, int] | None = None
+
+    def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None):
+        """The graph as a ``HighLevelGraph`` whose annotations carry per-key priorities and Dask resources
+        (for ``distributed``); the plain dict when there is nothing to annotate."""
+        if not self.priorities and not resources:
+            return self.dsk
+        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+        layers, deps = {}, {}
+        plain = {k: v for k, v in self.dsk.items() if not resources or k not in resources}
+        groups = [("molexp", plain, {})]
+        if resources:
+            groups.append(("molexp-resources", {k: self.dsk[k] for k in resources if k in self.dsk},
+                           {"resources": dict(resources).get}))
+        for layer_name, tasks, annotations in groups:
+            if self.priorities:
+                annotations = {**annotations, "priority": self.priorities.get}
+            layers[layer_name] = MaterializedLayer(tasks, annotations=annotations or None)
+            deps[layer_name] = set()
+        return HighLevelGraph(layers, deps)
 
     def reuse(self, cached: Mapping[str, TaskResult]) -> None:
         """Tasks reused from a checkpoint enter the graph as data (their result): they do not run."""
@@ -83,7 +105,11 @@ def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) ->
             made_log_dir = True
         specs[name] = spec
         dsk[key] = (run_task, spec, ctx_key, *[keys[d] for d in t.deps])
-    return Compiled(dsk, keys, specs, ctx_key)
+    priorities = None
+    if config.priority_scheduling:
+        critical = graph.critical_path_lengths()
+        priorities = {keys[n]: (graph[n].priority if graph[n].priority is not None else critical[n]) for n in order}
+    return Compiled(dsk, keys, specs, ctx_key, priorities)
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,
@@ -99,7 +125,7 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
     else:
         memory = config.max_memory_per_task
     common = dict(name=t.name, task=t, deps=tuple(t.deps), cwd=cwd, env=t.env or None, timeout=timeout,
-                  retries=retries, memory_limit=memory, condition=t.condition)
+                  retries=retries, memory_limit=memory, condition=t.condition, cores=t.resources.get("cores", 1))
     if isinstance(t, LocalTask):
         out, err = log_paths(log_dir, t.name)
         return TaskSpec(kind="shell", commands=tuple(t.render(params, environ)), stdout_path=out,
@@ -111,5 +137,7 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
             if k in names or (k in call):
                 call[k] = v
         dep_kwargs = tuple(d for d in t.deps if d in names or varkw)
-        return TaskSpec(kind="python", func=t.func, call_kwargs=call, dep_kwargs=dep_kwargs, **common)
+        out, err = log_paths(log_dir, t.name) if t.isolated else (None, None)
+        return TaskSpec(kind="python", func=t.func, call_kwargs=call, dep_kwargs=dep_kwargs, isolated=t.isolated,
+                        stdout_path=out, stderr_path=err, **common)
     raise TypeError(f"task {t.name!r}: cannot run a {type(t).__name__}; use LocalTask or PythonTask")

@@ -150,7 +150,7 @@ def task_from_dict(spec: Any, *, where: str = "task") -> Task:
         spec["condition"] = resolve_ref(spec["condition"], f"{where}: condition")
     cls = TASK_TYPES[kind]
     required = "commands" if cls is LocalTask else "func"
-    allowed = _BASE_FIELDS | {required}
+    allowed = _BASE_FIELDS | ({required} if cls is LocalTask else {required, "isolated"})
     for key in spec:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dask.utils import format_bytes
+
 
 class TaskStatus(str, enum.Enum):
     """Where a task stands. A ``str`` enum: ``TaskStatus.COMPLETED == "completed"``.
@@ -184,15 +186,21 @@ class Results(Mapping):
         return {"total": len(self._results), **counts, "failed_tasks": self.failed,
                 "wall_time": round(self.wall_time, 3)}
 
-    def table(self) -> str:
-        """A plain-text table: one row per task with status, attempts, duration and what went wrong."""
-        rows = [("task", "status", "tries", "time", "detail")]
+    def table(self, *, resources: bool = False) -> str:
+        """A plain-text table: one row per task with status, attempts, duration and what went wrong; with
+        ``resources=True`` also peak memory and CPU time (what to ask a batch system for)."""
+        head = ["task", "status", "tries", "time"] + (["peak mem", "cpu"] if resources else [])
+        rows = [head + ["detail"]]
         for r in self._results.values():
-            duration = "" if r.duration is None else f"{r.duration:.2f}s"
-            detail = r.reason or (f"{r.failure}: {_first_line(r.error)}" if r.failure else "")
-            rows.append((r.name, r.status.value, str(r.attempts or ""), duration, detail))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+            row = [r.name, r.status.value, str(r.attempts or ""), "" if r.duration is None else f"{r.duration:.2f}s"]
+            if resources:
+                row += ["" if r.peak_memory is None else format_bytes(r.peak_memory),
+                        "" if r.cpu_time is None else f"{r.cpu_time:.2f}s"]
+            row.append(r.reason or (f"{r.failure}: {_first_line(r.error)}" if r.failure else ""))
+            rows.append(row)
+        n = len(head)
+        widths = [max(len(row[i]) for row in rows) for i in range(n)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:n], widths)) + "  " + row[n] for row in rows]
         s = self.summary()
         lines.append(f"{s['completed']} completed, {s['cached']} cached, {s['failed']} failed, "
                      f"{s['skipped']} skipped in {self.wall_time:.2f}s")

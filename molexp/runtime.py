@@ -18,10 +18,12 @@ import subprocess
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
+from . import affinity
 from .result import Attempt, FailureKind, TaskResult, TaskStatus
 
 _POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
@@ -49,6 +51,8 @@ class TaskSpec:
     condition: Callable | None = None
     stdout_path: str | None = None
     stderr_path: str | None = None
+    cores: int = 1                              # cores leased when the run pins CPUs
+    isolated: bool = False                      # Python task in a child process
 
 
 @dataclass
@@ -69,6 +73,7 @@ class RunContext:
     retry_jitter: float = 0.1
     kill_grace: float = 5.0
     monitor_interval: float = 0.2
+    cpu_affinity: bool = False
 
 
 class _Current:
@@ -94,9 +99,9 @@ def current_task() -> _Current | None:
 class _Outcome(Exception):
     """Internal: one attempt's failure (kind, message, return codes so far)."""
 
-    def __init__(self, kind: FailureKind, message: str, command: str | None = None):
+    def __init__(self, kind: FailureKind, message: str, command: str | None = None, peak: int | None = None):
         super().__init__(message)
-        self.kind, self.message, self.command = kind, message, command
+        self.kind, self.message, self.command, self.peak = kind, message, command, peak
 
 
 # -- the entry point ---------------------------------------------------------------------------------
@@ -148,7 +153,7 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
             if spec.kind == "shell":
                 _run_shell(spec, ctx, attempt, result)
             else:
-                result.value = _run_python(spec, ctx, attempt, values)
+                result.value = _run_python(spec, ctx, attempt, values, result)
             failure = None
         except _Outcome as o:
             failure = o
@@ -160,6 +165,8 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
             result.status = TaskStatus.COMPLETED
             break
         result.attempt_log.append(Attempt(attempt, start, end, failure.kind.value, failure.message))
+        if failure.peak:
+            result.peak_memory = max(result.peak_memory or 0, failure.peak)
         result.failure, result.error, result.command = failure.kind.value, failure.message, failure.command
         if (attempt >= max_attempts or failure.kind in (FailureKind.ERROR, FailureKind.CANCELLED)
                 or ctx.cancel.is_set()):
@@ -172,7 +179,7 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
         if ctx.cancel.wait(delay):
             result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
             break
-    if spec.kind == "shell":
+    if spec.stdout_path:
         result.stdout = _tail(spec.stdout_path)
         result.stderr = _tail(spec.stderr_path)
     if result.status is TaskStatus.COMPLETED:
@@ -190,10 +197,12 @@ def retry_delay(ctx: RunContext, failed_attempt: int) -> float:
 
 # -- Python tasks -----------------------------------------------------------------------------------
 
-def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict) -> Any:
+def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict, result: TaskResult) -> Any:
     kwargs = dict(spec.call_kwargs)
     for dep in spec.dep_kwargs:
         kwargs[dep] = values[dep]
+    if spec.isolated:
+        return _run_isolated(spec, ctx, attempt, kwargs, result)
     token = _current.set(_Current(spec.name, attempt, ctx.workdir))
     try:
         return spec.func(**kwargs)  # type: ignore[misc]
@@ -201,6 +210,44 @@ def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict) -> 
         raise _Outcome(FailureKind.EXCEPTION, f"{type(e).__name__}: {e}\n{traceback.format_exc()}") from None
     finally:
         _current.reset(token)
+
+
+def _run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, result: TaskResult) -> Any:
+    """Call the function in a child Python process (shipped with cloudpickle), so that the memory limit,
+    timeout, CPU pinning, cancellation and log capture of shell tasks apply to it too."""
+    import sys
+
+    import cloudpickle
+
+    base = spec.stdout_path[: -len(".out")]  # type: ignore[index]
+    call_file, value_file = base + ".call.pkl", base + ".value.pkl"
+    with open(call_file, "wb") as f:
+        cloudpickle.dump((spec.func, kwargs, spec.name, attempt, ctx.workdir), f)
+    argv = [sys.executable, "-m", "molexp._isolated", call_file, value_file]
+    cmd = f"python: {getattr(spec.func, '__qualname__', spec.func)}(...) in a child process"
+    # The child imports what the function's pickle refers to from the same places this process does.
+    env = dict(os.environ, MOLEXP_TASK=spec.name, MOLEXP_ATTEMPT=str(attempt),
+               PYTHONPATH=os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]))
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    try:
+        with _cores(spec, ctx) as cores, _logs(spec, attempt) as (out, err):
+            rc, peak, cpu = _run_command(argv, cmd, spec, ctx, env, out, err, deadline, cores)
+        result.peak_memory, result.cpu_time = peak, cpu
+        if rc != 0 and not os.path.exists(value_file):
+            kind = FailureKind.SIGNAL if rc < 0 else FailureKind.EXIT
+            raise _Outcome(kind, f"the child process running the function ended with code {rc}: "
+                                 f"{_tail(spec.stderr_path)}", cmd)
+        with open(value_file, "rb") as f:
+            ok, payload = cloudpickle.load(f)
+    finally:
+        for path in (call_file, value_file):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    if not ok:
+        raise _Outcome(FailureKind.EXCEPTION, payload)
+    return payload
 
 
 # -- shell tasks ------------------------------------------------------------------------------------
@@ -213,16 +260,12 @@ def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult
     env["MOLEXP_ATTEMPT"] = str(attempt)
     env["MOLEXP_EXPERIMENT"] = ctx.experiment
     env["MOLEXP_WORKDIR"] = ctx.workdir
-    mode = "wb" if attempt == 1 else "ab"
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     result.returncodes = []
-    with open(spec.stdout_path, mode, buffering=0) as out, open(spec.stderr_path, mode, buffering=0) as err:  # type: ignore[arg-type]
-        if attempt > 1:
-            marker = f"--- molexp: attempt {attempt} ---\n".encode()
-            out.write(marker)
-            err.write(marker)
+    with _cores(spec, ctx) as cores, _logs(spec, attempt) as (out, err):
         for cmd in spec.commands:
-            rc, peak, cpu = _run_command(cmd, spec, ctx, env, out, err, deadline)
+            rc, peak, cpu = _run_command(_direct_argv(cmd, spec.cwd, env.get("PATH", "")), cmd, spec, ctx, env,
+                                         out, err, deadline, cores)
             result.returncodes.append(rc)
             result.peak_memory = max(result.peak_memory or 0, peak)
             result.cpu_time = (result.cpu_time or 0.0) + cpu
@@ -233,22 +276,52 @@ def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult
                 raise _Outcome(FailureKind.EXIT, f"command exited with code {rc}: {cmd}", cmd)
 
 
-def _run_command(cmd: str, spec: TaskSpec, ctx: RunContext, env: dict, out, err, deadline) -> tuple[int, int, float]:
-    """Spawn one command in its own process group and wait for it; returns (rc, peak bytes, cpu s)."""
-    argv = _direct_argv(cmd, spec.cwd, env.get("PATH", ""))
+@contextmanager
+def _logs(spec: TaskSpec, attempt: int):
+    """The task's stdout/stderr log files: truncated on the first attempt, appended to (with a marker) after."""
+    mode = "wb" if attempt == 1 else "ab"
+    with open(spec.stdout_path, mode, buffering=0) as out, open(spec.stderr_path, mode, buffering=0) as err:  # type: ignore[arg-type]
+        if attempt > 1:
+            marker = f"--- molexp: attempt {attempt} ---\n".encode()
+            out.write(marker)
+            err.write(marker)
+        yield out, err
+
+
+@contextmanager
+def _cores(spec: TaskSpec, ctx: RunContext):
+    """The cores this task is pinned to (None when the run does not pin CPUs)."""
+    if not ctx.cpu_affinity:
+        yield None
+        return
+    try:
+        with affinity.lease(spec.cores, ctx.cancel.is_set) as cores:
+            yield cores
+    except affinity.NotEnoughCores as e:
+        raise _Outcome(FailureKind.ERROR, f"task {spec.name!r} {e}") from None
+    except InterruptedError:
+        raise _Outcome(FailureKind.CANCELLED, "cancelled while waiting for a core") from None
+
+
+def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunContext, env: dict, out, err, deadline,
+                 cores: list[int] | None) -> tuple[int, int, float]:
+    """Spawn one command in its own process group and wait for it; returns (rc, peak bytes, cpu s).
+    ``argv`` runs directly when given; otherwise (or if it cannot be executed) bash runs ``cmd``."""
     proc = None
-    if argv is not None:
-        try:
-            proc = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=err, start_new_session=True)
-        except OSError:
-            proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
-    if proc is None:
-        try:
-            proc = subprocess.Popen(["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True)
-        except OSError as e:
-            raise _Outcome(FailureKind.ERROR, f"cannot start command {cmd!r} in {spec.cwd!r}: {e}", cmd) from None
+    with affinity.pinned(cores):
+        if argv is not None:
+            try:
+                proc = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=err, start_new_session=True)
+            except OSError:
+                proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
+        if proc is None:
+            try:
+                proc = subprocess.Popen(["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err, start_new_session=True)
+            except OSError as e:
+                raise _Outcome(FailureKind.ERROR, f"cannot start command {cmd!r} in {spec.cwd!r}: {e}",
+                               cmd) from None
     return _wait(proc, cmd, spec, ctx, deadline)
 
 
@@ -279,7 +352,7 @@ def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, dea
                 _kill_group(pid, signal.SIGKILL)
                 _reap(proc)
                 raise _Outcome(FailureKind.MEMORY, f"memory limit {watch.limit} bytes exceeded (peak "
-                                                   f"{watch.peak} bytes): {cmd}", cmd)
+                                                   f"{watch.peak} bytes): {cmd}", cmd, peak=watch.peak)
             if ctx.cancel.is_set():
                 _terminate(proc, ctx.kill_grace)
                 raise _Outcome(FailureKind.CANCELLED, f"terminated by molexp: {cmd}", cmd)

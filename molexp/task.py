@@ -170,12 +170,20 @@ class PythonTask(Task):
     The function is called with keyword arguments: the task's ``kwargs``, run parameters whose names the
     function accepts, and each dependency's return value under the dependency's name when the function
     has a parameter of that name (or ``**kwargs``). Its return value is the task's ``value``.
+
+    By default the function runs in a thread of the worker: ``timeout`` and memory limits cannot stop it and
+    its prints go to the worker's console. With ``isolated=True`` it runs in a child Python process (shipped
+    with cloudpickle): memory limits, timeouts, CPU pinning and cancellation apply as for shell tasks, and
+    its output goes to the task's log files; arguments and the return value must be picklable.
     """
 
     kind = "python"
 
-    def __init__(self, name: str, func: Callable | str, **options: Any):
+    def __init__(self, name: str, func: Callable | str, *, isolated: bool = False, **options: Any):
         super().__init__(name, **options)
+        if not isinstance(isolated, bool):
+            raise TaskDefinitionError(f"task {name!r}: isolated must be True or False, got {isolated!r}")
+        self.isolated = isolated
         if isinstance(func, str):
             func = resolve_ref(func, f"task {name!r}: func")
         if not callable(func):
@@ -198,6 +206,8 @@ class PythonTask(Task):
     def _fields(self) -> dict[str, Any]:
         data = super()._fields()
         data["func"] = callable_ref(self.func, f"task {self.name!r}: func")
+        if self.isolated:
+            data["isolated"] = True
         return data
 
     def _source(self) -> str:

@@ -148,7 +148,7 @@ class Executor:
                          condition=self._condition, retry_delay=cfg.retry_delay,
                          retry_exponential_backoff=cfg.retry_exponential_backoff,
                          retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
-                         kill_grace=cfg.kill_grace)
+                         kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity)
         compiled = compile_graph(graph, ctx, cfg)  # raises on bad input before anything runs
         checkpoint = Checkpoint(cfg.checkpoint_dir, exp_name, cfg.checkpoint_interval) if cfg.checkpoint_dir \
             else None  # takes the directory's lock, or raises before anything runs
