@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import queue as _queue
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 
 from .errors import ClusterError
 from .graph import TaskGraph
 from .progress import Progress
 from .result import Attempt, FailureKind, TaskResult, TaskStatus
-
-_TICK = 0.5  # seconds between health checks while waiting for events
 
 
 class RunState:
@@ -52,51 +51,83 @@ class Driver:
         self._doomed: dict[str, str] = {}
         self._held: dict[str, list[tuple]] = {}
         self._dependents = graph.dependents()
+        self._ready: deque[TaskResult] = deque()
         self.interrupted = False
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self, compiled, cached: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
-        for name, result in cached.items():
-            self._final(result)
-        if self.left:
-            self.backend.start(compiled, self.events)
-            self._loop()
+        """Run to the end; every task's final result by name."""
+        for _ in self.iterate(compiled, cached):
+            pass
         return {name: st.final for name, st in self.state.items()}  # type: ignore[misc]
 
-    def _loop(self) -> None:
+    def iterate(self, compiled, cached: Mapping[str, TaskResult]) -> Iterator[TaskResult]:
+        """Yield each task's final result as it arrives. Closing the generator early stops the run:
+        nothing more starts, running tasks are terminated, and it returns once they have ended."""
+        for result in cached.values():
+            self._final(result)
+        yield from self._drain_ready()
+        if not self.left:
+            return
+        self.backend.start(compiled, self.events, self)
         engine_done = False
         drain_deadline: float | None = None
-        while self.left and not engine_done:
-            try:
-                event = self.events.get(timeout=_TICK)
-            except _queue.Empty:
-                if drain_deadline is not None and time.monotonic() > drain_deadline:
-                    break
+        try:
+            while self.left and not engine_done:
                 try:
-                    self.backend.check()
-                except ClusterError as e:
-                    self._abandon(f"cluster lost: {e}")
-                    raise
-                continue
-            except KeyboardInterrupt:
-                if self.interrupted:  # a second Ctrl-C: stop waiting
-                    break
-                self.interrupted = True
-                self.stop("interrupted (Ctrl-C)")
-                drain_deadline = time.monotonic() + self.kill_grace + 5.0
-                continue
-            kind = event[0]
-            if kind == "engine-done":
-                engine_done = True
-            elif kind == "engine-error":
-                self._abandon(f"molexp engine error: {event[2]!r}")
-                engine_done = True
-            else:
-                self._handle(event)
-            if self.stop_reason is not None and drain_deadline is None:
-                drain_deadline = time.monotonic() + self.kill_grace + 5.0
+                    event = self.events.get(timeout=self.backend.tick)
+                except _queue.Empty:
+                    if drain_deadline is not None and time.monotonic() > drain_deadline:
+                        break
+                    try:
+                        self.backend.check()
+                    except ClusterError as e:
+                        self._abandon(f"cluster lost: {e}")
+                        raise
+                    continue
+                except KeyboardInterrupt:
+                    if self.interrupted:  # a second Ctrl-C: stop waiting
+                        break
+                    self.interrupted = True
+                    self.stop("interrupted (Ctrl-C)")
+                    drain_deadline = time.monotonic() + self.kill_grace + 5.0
+                    continue
+                kind = event[0]
+                if kind == "engine-done":
+                    engine_done = True
+                elif kind == "engine-error":
+                    self._abandon(f"molexp engine error: {event[2]!r}")
+                    engine_done = True
+                else:
+                    self._handle(event)
+                if self.stop_reason is not None and drain_deadline is None:
+                    drain_deadline = time.monotonic() + self.kill_grace + 5.0
+                yield from self._drain_ready()
+        except GeneratorExit:
+            self.stop("the consumer stopped reading results")
+            self._wait_out(time.monotonic() + self.kill_grace + 5.0)
+            raise
         if self.left:
             self._abandon(self.stop_reason or "the engine stopped before the task reported")
+        yield from self._drain_ready()
+
+    def _drain_ready(self) -> Iterator[TaskResult]:
+        while self._ready:
+            yield self._ready.popleft()
+
+    def _wait_out(self, deadline: float) -> None:
+        """After a stop with nobody reading: process events until running tasks have ended (or deadline)."""
+        while self.left and time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=0.1)
+            except _queue.Empty:
+                continue
+            if event[0] in ("engine-done", "engine-error"):
+                break
+            self._handle(event)
+        if self.left:
+            self._abandon(self.stop_reason or "stopped")
+        self._ready.clear()
 
     def _handle(self, event: tuple) -> None:
         kind, name = event[0], event[1]
@@ -153,6 +184,8 @@ class Driver:
         if self.on_final is not None:
             self.on_final(result)
         self.progress(self.graph[result.name], result.status)
+        self._ready.append(result)
+        self.backend.task_final(result)
         if self._held:
             for dependent in self._dependents.get(result.name, ()):
                 if dependent in self._held and all(self.state[d].final is not None

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import cluster as _cluster
+from ..backend_distributed import DistributedBackend
+from ..backend_local import LocalBackend
 from ..checkpoint import Checkpoint
 from ..compile import compile_graph
 from ..config import ExecutionConfig
@@ -124,9 +126,10 @@ class Executor:
 
     # -- running ------------------------------------------------------------------------------------------
     def _backend(self):
+        """A fresh backend for one run (executors that hand work to Dask differently override this)."""
         if self._client is not None:
-            return _cluster.DistributedBackend(self._client)
-        return _cluster.LocalBackend(self.config.max_workers)
+            return DistributedBackend(self._client)
+        return LocalBackend(self.config.max_workers)
 
     def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> Results:
         if work is None:

@@ -1,0 +1,337 @@
+"""A ``distributed`` cluster as a molexp backend: events, the cancel flag, and graph submission."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+
+from .errors import ClusterError
+from .result import FailureKind, TaskResult, TaskStatus
+from .runtime import run_task
+
+
+class DistributedSink:
+    """Events from a ``distributed`` worker: ``log_event`` on a per-run topic, read by the driver's
+    ``subscribe_topic`` handler. Results travel as Dask futures, not events."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+
+    def emit(self, event: tuple) -> None:
+        from distributed import get_worker
+
+        try:
+            get_worker().log_event(self.topic, event)
+        except ValueError:  # not on a worker (e.g. a client-side compute): nobody to tell
+            pass
+
+    def done(self, result) -> None:
+        pass
+
+    def worker(self) -> str:
+        from distributed import get_worker
+
+        try:
+            return get_worker().address
+        except ValueError:
+            return "client"
+
+
+class DistributedCancel:
+    """A run's stop flag on a cluster: a ``distributed.Event``, read at most every 0.1 s per process."""
+
+    _cache: dict[str, tuple[float, bool]] = {}
+
+    def __init__(self, name: str, client=None):
+        self.name = name
+        self._client = client  # driver side only; not pickled
+
+    def __getstate__(self):
+        return {"name": self.name, "_client": None}
+
+    def _event(self):
+        from distributed import Event
+
+        return Event(self.name, client=self._client)
+
+    def set(self) -> None:
+        self._event().set()
+
+    def is_set(self) -> bool:
+        now = time.monotonic()
+        checked = self._cache.get(self.name)
+        if checked is not None and (checked[1] or now - checked[0] < 0.1):
+            return checked[1]
+        try:
+            value = bool(self._event().is_set())
+        except Exception:
+            value = False
+        self._cache[self.name] = (now, value)
+        return value
+
+    def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.is_set():
+                return True
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self.is_set()
+
+
+class DistributedBackend:
+    """A ``distributed.Client`` as a molexp backend.
+
+    By default the whole graph goes in at once (``client.get(..., sync=False)``) and Dask's scheduler starts
+    each task when its inputs are ready. ``incremental=True`` submits a task (``client.submit``) only once its
+    dependencies have finished, keeping at most ``window`` in flight (BatchExecutor) and asking ``throttle()``
+    for a lower bound at each step (AdaptiveExecutor). Outcomes come back through ``as_completed`` in a
+    collector thread; running/retrying events through ``subscribe_topic``.
+    """
+
+    name = "distributed"
+
+    def __init__(self, client, *, incremental: bool = False, window: int | None = None, throttle=None):
+        self.client = client
+        self.incremental = incremental or window is not None or throttle is not None
+        self.window = window
+        self.throttle = throttle
+        self.tick = 0.1 if throttle is not None else 0.5
+        self.workers = None
+        self._futures: dict[str, object] = {}
+        self._topic: str | None = None
+        self._collector: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._stopped_submitting = False
+        self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
+
+    # -- setup -------------------------------------------------------------------------------------------
+    def make_sink(self, queue, run_id: str):
+        self._topic = f"molexp-{run_id}"
+        self.client.subscribe_topic(self._topic, lambda event: queue.put(event[1]))
+        return DistributedSink(self._topic)
+
+    def make_cancel(self, run_id: str):
+        return DistributedCancel(f"molexp-cancel-{run_id}", client=self.client)
+
+    def dashboard_link(self) -> str | None:
+        try:
+            return self.client.dashboard_link
+        except Exception:
+            return None
+
+    def start(self, compiled, queue, driver=None) -> None:
+        self._compiled, self._queue = compiled, queue
+        names = list(compiled.specs)
+        self._key_to_name = {compiled.keys[n]: n for n in names}
+        self._resources_by_key = self._resources(compiled)
+        if self.incremental:
+            self._start_incremental(compiled, queue, driver)
+            return
+        try:
+            graph = compiled.annotated(self._resources_by_key)
+            futures = self.client.get(graph, [compiled.keys[n] for n in names], sync=False)
+        except Exception as e:
+            raise ClusterError(f"could not submit the graph to {self.client.scheduler.address}: {e}") from e
+        self._futures = dict(zip(names, futures))
+        self._collect(as_completed_of(futures), queue, until_empty=True)
+
+    def _collect(self, ac, queue, *, until_empty: bool) -> None:
+        key_to_name = self._key_to_name
+
+        def collect():
+            try:
+                while not self._stop.is_set():
+                    if ac.is_empty():
+                        if until_empty:
+                            break
+                        self._more.wait(0.05)
+                        self._more.clear()
+                        continue
+                    try:
+                        future, value = next(ac)
+                    except StopIteration:
+                        continue
+                    name = key_to_name[future.key]
+                    if future.status == "finished":
+                        queue.put(("done", name, value))
+                    else:
+                        queue.put(("crash", name, _crash_result(name, future.status, value, key_to_name)))
+            except BaseException as e:
+                queue.put(("engine-error", None, e))
+            else:
+                if until_empty:
+                    queue.put(("engine-done", None, None))
+
+        self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
+        self._collector.start()
+
+    # -- incremental submission ----------------------------------------------------------------------------
+    def _start_incremental(self, compiled, queue, driver) -> None:
+        from distributed import as_completed
+
+        self._driver = driver
+        self._ac = as_completed(with_results=True, raise_errors=False)
+        self._more = threading.Event()
+        self._ctx_future = self.client.scatter(compiled.dsk[compiled.ctx_key], hash=False)
+        specs = compiled.specs
+        # What each task still waits for, and how many dependents still need each task's future.
+        self._waiting = {n: {d for d in s.deps if d in specs} for n, s in specs.items()}
+        self._needed_by = {n: 0 for n in specs}
+        for s in specs.values():
+            for d in s.deps:
+                if d in self._needed_by:
+                    self._needed_by[d] += 1
+        order = {n: i for i, n in enumerate(driver.graph.topological_order())}
+        prio = compiled.priorities or {}
+        self._rank = {n: (-prio.get(compiled.keys[n], 0), order[n]) for n in specs}
+        self._ready: list = []
+        for n, waiting in self._waiting.items():
+            if not waiting:
+                heapq.heappush(self._ready, (self._rank[n], n))
+        self._in_flight: set[str] = set()
+        self._collect(self._ac, queue, until_empty=False)
+        self._fill()
+
+    def allowed_in_flight(self) -> int | None:
+        """The current bound on tasks in flight: the window, lowered by the throttle."""
+        bound = self.window
+        if self.throttle is not None:
+            limit = self.throttle(len(self._in_flight))
+            if limit is not None:
+                bound = limit if bound is None else min(bound, limit)
+        return bound
+
+    def _fill(self) -> None:
+        if self._stopped_submitting:
+            return
+        bound = self.allowed_in_flight()
+        specs, keys, dsk = self._compiled.specs, self._compiled.keys, self._compiled.dsk
+        while self._ready and (bound is None or len(self._in_flight) < bound):
+            _, name = heapq.heappop(self._ready)
+            spec = specs[name]
+            final = self._driver.state
+            bad = next((d for d in spec.deps if final[d].final is not None and not final[d].final.status.ok), None)
+            if bad is not None:  # as the worker would say it, without a round trip
+                why = "failed" if final[bad].final.status is TaskStatus.FAILED else "was skipped"
+                self._queue.put(("done", name, TaskResult(name, TaskStatus.SKIPPED, reason=f"upstream {bad!r} {why}")))
+                continue
+            args = [self._futures[d] if d in self._futures else dsk[keys[d]] for d in spec.deps]
+            key = keys[name]
+            future = self.client.submit(run_task, spec, self._ctx_future, *args, key=key, pure=False,
+                                        priority=(self._compiled.priorities or {}).get(key, 0),
+                                        resources=(self._resources_by_key or {}).get(key))
+            self._futures[name] = future
+            self._in_flight.add(name)
+            self._ac.add(future)
+            self._more.set()
+        self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
+        if not self._ready and not self._in_flight and all(not w for w in self._waiting.values()):
+            pass  # the driver ends the run when every task is final
+
+    def task_final(self, result) -> None:
+        """Called by the driver for each final result: release what is no longer needed, submit what is ready."""
+        if not self.incremental:
+            return
+        name = result.name
+        self._in_flight.discard(name)
+        specs = self._compiled.specs
+        for d in specs[name].deps if name in specs else ():
+            if d in self._needed_by:
+                self._needed_by[d] -= 1
+                if self._needed_by[d] == 0:
+                    self._futures.pop(d, None)  # its data may leave the cluster
+        if name in self._needed_by and self._needed_by[name] == 0:
+            self._futures.pop(name, None)
+        for dependent in self._driver._dependents.get(name, ()):
+            waiting = self._waiting.get(dependent)
+            if waiting is not None and name in waiting:
+                waiting.discard(name)
+                if not waiting:
+                    heapq.heappush(self._ready, (self._rank[dependent], dependent))
+        self._fill()
+
+    # -- control ---------------------------------------------------------------------------------------------
+    def _resources(self, compiled) -> dict[str, dict[str, float]] | None:
+        """Dask resource needs per key (memory in bytes, cores), for the resources the workers declare."""
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        except Exception:
+            return None
+        declared = set().union(*(w.get("resources") or {} for w in workers)) & {"memory", "cores"}
+        if not declared:
+            return None
+        needs = {}
+        for name, spec in compiled.specs.items():
+            need = {}
+            if "memory" in declared and spec.memory_limit:
+                need["memory"] = float(spec.memory_limit)
+            if "cores" in declared:
+                need["cores"] = float(spec.cores)
+            if need:
+                needs[compiled.keys[name]] = need
+        return needs or None
+
+    def cancel(self, names) -> list:
+        """Cancel tasks that have not started (their futures, or their submission); returns their names."""
+        names = list(names)
+        unsubmitted = []
+        if self.incremental:
+            self._stopped_submitting = True
+            unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
+            self._ready.clear()
+        pending = [n for n in names if n in self._futures and not self._futures[n].done()]
+        if pending:
+            try:
+                self.client.cancel([self._futures[n] for n in pending])
+            except Exception:  # the cluster may be gone already; the driver reports that
+                pass
+        return unsubmitted + pending
+
+    def check(self) -> None:
+        status = getattr(self.client, "status", "running")
+        if status in ("closed", "closing", "failed"):
+            raise ClusterError(f"lost the connection to the Dask scheduler (client status: {status})")
+        if self.incremental:
+            self._fill()  # the throttle may allow more now
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._topic is not None:
+            try:
+                self.client.unsubscribe_topic(self._topic)
+            except Exception:
+                pass
+        if self.incremental:
+            leftover = [f for f in self._futures.values() if not f.done()]
+            if leftover:
+                try:
+                    self.client.cancel(leftover)
+                except Exception:
+                    pass
+        self._futures = {}
+
+
+def as_completed_of(futures):
+    from distributed import as_completed
+
+    return as_completed(futures, with_results=True, raise_errors=False)
+
+
+def _crash_result(name: str, status: str, value, key_to_name) -> TaskResult:
+    """A TaskResult for a future that did not finish: cancelled, or erred in Dask (a lost worker)."""
+    from concurrent.futures import CancelledError
+
+    if status == "cancelled" or isinstance(value, CancelledError):
+        return TaskResult(name, TaskStatus.SKIPPED, reason="cancelled")
+    exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+    culprit = getattr(exc, "task", None)
+    if type(exc).__name__ == "KilledWorker":
+        culprit_name = key_to_name.get(culprit, culprit)
+        if culprit_name != name:
+            return TaskResult(name, TaskStatus.SKIPPED, reason=f"upstream {culprit_name!r} failed (lost worker)")
+        return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.LOST_WORKER.value,
+                          error=f"task {name!r} was running on workers that died, {exc}; it may be killing them "
+                                "(memory?), or the workers were lost")
+    return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
+                      error=f"Dask could not run task {name!r}: {type(exc).__name__}: {exc}")

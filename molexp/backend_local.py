@@ -1,0 +1,121 @@
+"""Dask's local threaded scheduler as a molexp backend (the default: nothing to start)."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+
+from .cluster import default_workers
+from .runtime import LocalCancel, LocalSink
+
+
+class LocalBackend:
+    """Dask's threaded scheduler (``dask.threaded.get``) in a background thread, on a pool of our own."""
+
+    name = "local"
+
+    tick = 0.5  # seconds between health checks while the driver waits
+
+    def __init__(self, max_workers: int | None, *, window: int | None = None):
+        self.workers = max_workers or default_workers()
+        self.window = window  # at most this many tasks handed to the pool at once (BatchExecutor)
+        self._thread: threading.Thread | None = None
+        self._pool = None
+
+    def make_sink(self, queue, run_id: str):
+        return LocalSink(queue)
+
+    def make_cancel(self, run_id: str):
+        return LocalCancel()
+
+    def start(self, compiled, queue, driver=None) -> None:
+        import dask.local
+        import dask.threaded
+
+        keys = list(compiled.keys.values())
+        if compiled.priorities:
+            # Dask's local scheduler decides what is ready; every ready task goes to a pool that starts the
+            # highest priority first (dask.local itself orders ready tasks by dask.order, not by priority).
+            self._pool = PriorityPool(self.workers, compiled.priorities)
+        else:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="molexp-worker")
+        # get_async hands at most `slots` tasks to the pool at a time: the pool size, or the batch window.
+        slots = self.window or (len(keys) + 1 if compiled.priorities else self.workers)
+        get = partial(dask.local.get_async, self._pool.submit, slots, get_id=dask.threaded._thread_get_id,
+                      pack_exception=dask.threaded.pack_exception)
+
+        def engine():
+            try:
+                get(compiled.dsk, keys)
+            except BaseException as e:  # reported to the driver, which fails what never reported
+                queue.put(("engine-error", None, e))
+            else:
+                queue.put(("engine-done", None, None))
+
+        self._thread = threading.Thread(target=engine, name="molexp-engine", daemon=True)
+        self._thread.start()
+
+    def cancel(self, names) -> list:
+        """Nothing to cancel: every pending task sees the run's cancel flag and returns at once."""
+        return []
+
+    def check(self) -> None:
+        """Raise ``ClusterError`` when the engine can no longer report (never, locally)."""
+
+    def task_final(self, result) -> None:
+        """Dask's local scheduler starts dependents itself."""
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+class PriorityPool:
+    """``submit`` for ``dask.local.get_async``: ready tasks wait in a heap and ``workers`` threads run the
+    highest priority first (ties: first submitted first)."""
+
+    def __init__(self, workers: int, priorities: dict):
+        self._priorities = priorities
+        self._heap: list = []
+        self._seq = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"molexp-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn, *args):
+        future: Future = Future()
+        key = args[0][0][0]  # get_async submits batch_execute_tasks([(key, ...), ...])
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, fn, args, future))
+            self._cond.notify()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._heap:
+                    return
+                _, _, fn, args, future = heapq.heappop(self._heap)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as e:
+                    future.set_exception(e)
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+        with self._cond:
+            self._closed = True
+            if cancel_futures:
+                for *_, future in self._heap:
+                    future.cancel()
+                self._heap.clear()
+            self._cond.notify_all()
