@@ -50,10 +50,10 @@ class Compiled:
         if resources:
             groups.append(("molexp-resources", {k: self.dsk[k] for k in resources if k in self.dsk},
                            {"resources": dict(resources).get}))
-        for layer_name, tasks, annotations in groups:
+        for layer_name, tasks, notes in groups:
             if self.priorities:
-                annotations = {**annotations, "priority": self.priorities.get}
-            layers[layer_name] = MaterializedLayer(tasks, annotations=annotations or None)
+                notes = {**notes, "priority": self.priorities.get}
+            layers[layer_name] = MaterializedLayer(tasks, annotations=notes or None)
             deps[layer_name] = set()
         return HighLevelGraph(layers, deps)
 

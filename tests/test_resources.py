@@ -3,7 +3,6 @@ timeouts, usage records, and Dask resource annotations on a cluster."""
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest

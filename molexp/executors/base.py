@@ -7,26 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
-import queue as _queue
-import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from .. import cluster as _cluster
 from ..backend_distributed import DistributedBackend
 from ..backend_local import LocalBackend
-from ..checkpoint import Checkpoint
-from ..compile import compile_graph
 from ..config import ExecutionConfig
-from ..engine import Driver
 from ..errors import ConfigError, ExecutionError, TaskDefinitionError
 from ..experiment import Experiment
 from ..graph import TaskGraph
-from ..progress import Progress
 from ..result import Results, TaskResult
-from ..runtime import RunContext
+from ..session import RunSession
 from ..task import Task
 
 log = logging.getLogger("molexp")
@@ -132,55 +124,7 @@ class Executor:
         return LocalBackend(self.config.max_workers)
 
     def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> Results:
-        if work is None:
-            raise TaskDefinitionError("nothing to run: pass an Experiment, TaskGraph, TaskPool or list of tasks")
-        graph, exp_name, workdir, default_params = as_graph(work)
-        if params is not None and not isinstance(params, Mapping):
-            raise ConfigError(f"params= expects a mapping, got {type(params).__name__}")
-        if context is not None and not isinstance(context, Mapping):
-            raise ConfigError(f"context= expects a mapping, got {type(context).__name__}")
-        cfg = self.config
-        run_params = {**default_params, **(params or {})}
-        run_id = uuid.uuid4().hex[:12]
-        t0 = time.perf_counter()
-
-        events: _queue.SimpleQueue = _queue.SimpleQueue()
-        backend = self._backend()
-        ctx = RunContext(run_id=run_id, experiment=exp_name, workdir=str(Path(workdir).resolve()),
-                         sink=None, cancel=None, params=run_params, context=dict(context or {}),
-                         condition=self._condition, retry_delay=cfg.retry_delay,
-                         retry_exponential_backoff=cfg.retry_exponential_backoff,
-                         retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
-                         kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity)
-        compiled = compile_graph(graph, ctx, cfg)  # raises on bad input before anything runs
-        checkpoint = Checkpoint(cfg.checkpoint_dir, exp_name, cfg.checkpoint_interval) if cfg.checkpoint_dir \
-            else None  # takes the directory's lock, or raises before anything runs
-        try:
-            cached: dict[str, TaskResult] = {}
-            on_final = None
-            if checkpoint is not None:
-                cached = checkpoint.prepare(graph.topological_order(), compiled.specs, resume=cfg.auto_resume)
-                compiled.reuse(cached)
-                kinds = {n: s.kind for n, s in compiled.specs.items()}
-                on_final = lambda result: checkpoint.record(result, kinds.get(result.name))  # noqa: E731
-            ctx.sink = backend.make_sink(events, run_id)
-            ctx.cancel = backend.make_cancel(run_id)
-            link = getattr(backend, "dashboard_link", lambda: None)()
-            if link:
-                log.info("molexp: running %d tasks on %s (dashboard: %s)", len(graph), self._client, link)
-            progress = Progress(self._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
-            driver = Driver(graph, backend, ctx.cancel, events, progress, on_final=on_final,
-                            fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
-            try:
-                outcomes = driver.run(compiled, cached)
-            finally:
-                progress.close()
-                backend.close()
-        finally:
-            if checkpoint is not None:
-                checkpoint.close()
-        results = Results(outcomes, wall_time=time.perf_counter() - t0, interrupted=driver.interrupted)
-        return self._finish(results)
+        return self._finish(RunSession(self, work, params, context).results())
 
     def _finish(self, results: Results) -> Results:
         cfg = self.config
