@@ -6,7 +6,8 @@ Public names only; see the README and ``docs/`` for the guide.
 from .config import ExecutionConfig
 from .errors import (CheckpointError, CheckpointLocked, ClusterError, ConfigError, CycleError, ExecutionError,
                      GraphError, MolexpError, TaskDefinitionError, TemplateError, ValidationError)
-from .executors import Executor, ExperimentExecutor, RunInterrupted
+from .adaptive_policy import Decision, MemoryPolicy
+from .executors import AdaptiveExecutor, BatchExecutor, Executor, ExperimentExecutor, RunInterrupted, StreamExecutor
 from .experiment import Experiment, TaskPool
 from .graph import TaskGraph
 from .result import Attempt, FailureKind, Results, TaskResult, TaskStatus
@@ -16,6 +17,7 @@ from .task import LocalTask, PythonTask, ShellTask, Task, task
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveExecutor", "BatchExecutor", "Decision", "MemoryPolicy", "StreamExecutor",
     "Attempt", "CheckpointError", "CheckpointLocked", "ClusterError", "ConfigError", "CycleError",
     "ExecutionConfig", "ExecutionError", "Executor", "Experiment", "ExperimentExecutor", "FailureKind",
     "GraphError", "LocalTask", "MolexpError", "PythonTask", "Results", "RunInterrupted", "ShellTask", "Task",

@@ -104,6 +104,7 @@ class DistributedBackend:
         self._stop = threading.Event()
         self._stopped_submitting = False
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
+        self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
 
     # -- setup -------------------------------------------------------------------------------------------
     def make_sink(self, queue, run_id: str):
@@ -223,16 +224,15 @@ class DistributedBackend:
                                         resources=(self._resources_by_key or {}).get(key))
             self._futures[name] = future
             self._in_flight.add(name)
+            self.submissions.append((time.time(), len(self._in_flight), bound))
             self._ac.add(future)
             self._more.set()
         self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
-        if not self._ready and not self._in_flight and all(not w for w in self._waiting.values()):
-            pass  # the driver ends the run when every task is final
 
     def task_final(self, result) -> None:
         """Called by the driver for each final result: release what is no longer needed, submit what is ready."""
-        if not self.incremental:
-            return
+        if not self.incremental or not hasattr(self, "_in_flight"):
+            return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
         name = result.name
         self._in_flight.discard(name)
         specs = self._compiled.specs

@@ -1,0 +1,58 @@
+"""The adaptive executor's policy: memory readings in, a recommendation out. Pure, so it is tested with
+fake readings; the machinery that applies it (distributed's ``Adaptive``, the submission throttle) is in
+``executors/adaptive.py``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One recommendation: when, the memory reading (a fraction of the machine's), the worker count seen,
+    what Dask's own adaptive logic wanted, the target chosen and the action it means."""
+
+    time: float
+    memory: float
+    workers: int
+    wanted: int
+    target: int
+    action: str   # "scale-up", "scale-down", "hold" (workers), or "throttle"/"release" (submissions)
+
+    def __str__(self) -> str:
+        return (f"{time.strftime('%H:%M:%S', time.localtime(self.time))}  memory {self.memory:6.1%}  "
+                f"workers {self.workers:3d}  wanted {self.wanted:3d}  target {self.target:3d}  {self.action}")
+
+
+class MemoryPolicy:
+    """Temper a worker target by memory pressure.
+
+    While memory is at or above ``threshold`` the target never grows and drops by one worker per decision
+    (never below ``minimum``); below it, the target is Dask's own wish, clamped to ``[minimum, maximum]``.
+    The submission throttle allows one task in flight while above the threshold; below it, one more at
+    each reading.
+    """
+
+    def __init__(self, threshold: float, minimum: int, maximum: int):
+        self.threshold, self.minimum, self.maximum = threshold, minimum, maximum
+
+    def target(self, memory: float, workers: int, wanted: int, now: float | None = None) -> Decision:
+        """The worker target for this reading."""
+        now = time.time() if now is None else now
+        if memory >= self.threshold:
+            target = max(self.minimum, min(workers, wanted, self.maximum) - 1 if workers else self.minimum)
+        else:
+            target = max(self.minimum, min(self.maximum, wanted))
+        action = "scale-up" if target > workers else "scale-down" if target < workers else "hold"
+        return Decision(now, memory, workers, wanted, target, action)
+
+    def in_flight(self, memory: float, running: int, allowed: int, now: float | None = None
+                  ) -> tuple[int, Decision]:
+        """How many tasks may be in flight now, given the previous bound ``allowed``: one while memory is at
+        or above the threshold; below it, one more than before (a slow start, so a burst of submissions
+        cannot overshoot the threshold before the first readings show it)."""
+        now = time.time() if now is None else now
+        if memory >= self.threshold:
+            return 1, Decision(now, memory, running, allowed, 1, "throttle")
+        return allowed + 1, Decision(now, memory, running, allowed, allowed + 1, "release")

@@ -1,0 +1,160 @@
+"""``AdaptiveExecutor``: parallelism that follows the queue and backs off under memory pressure."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..adaptive_policy import Decision, MemoryPolicy
+from ..backend_distributed import DistributedBackend
+from ..config import _bool, _fraction, _int, _seconds
+from ..errors import ConfigError
+from ..result import Results
+from .base import Executor
+
+log = logging.getLogger("molexp")
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """The adaptive executor's own options (defaults shown); every other option is ``ExecutionConfig``'s.
+
+    ``monitor_system_resources=True`` reads system memory (psutil) every ``interval`` seconds;
+    ``adjust_parallelism=True`` lets the worker count follow the queue (``cluster.adapt``) between
+    ``min_workers`` and ``max_workers``; ``memory_threshold=0.8`` is the fraction of memory above which
+    workers are not added (and one is retired per interval) and only one task is kept in flight.
+    """
+
+    monitor_system_resources: bool = True
+    adjust_parallelism: bool = True
+    memory_threshold: float = 0.8
+    min_workers: int = 1
+    max_workers: int = 4
+    interval: float = 1.0
+
+
+_ADAPTIVE_CHECKS = {"monitor_system_resources": _bool, "adjust_parallelism": _bool,
+                    "memory_threshold": _fraction, "min_workers": _int(0), "max_workers": _int(1),
+                    "interval": _seconds(positive=True)}
+
+
+def system_memory() -> float:
+    """Used fraction of the machine's memory (psutil)."""
+    import psutil
+
+    return psutil.virtual_memory().percent / 100.0
+
+
+class AdaptiveExecutor(Executor):
+    """Runs work on a ``distributed`` cluster whose size follows the queue (``cluster.adapt`` with a policy
+    tempered by memory readings), holding submissions back while system memory is above the threshold.
+
+    With no ``cluster=``/``client=``/``address=`` it starts a ``LocalCluster`` (``min_workers`` single-threaded
+    worker processes) and closes it afterwards; a cluster you give (a dask-jobqueue cluster included) is
+    adapted the same way. Every decision is recorded in ``decisions`` (see ``Decision``); ``report()``
+    prints them.
+    """
+
+    def __init__(self, work: Any = None, *, client=None, cluster=None, address: str | None = None,
+                 memory_probe: Callable[[], float] = system_memory, **options: Any):
+        adaptive = {k: options.pop(k) for k in list(options) if k in _ADAPTIVE_CHECKS}
+        super().__init__(work, client=client, cluster=cluster, address=address, **options)
+        self.adaptive = AdaptiveConfig()
+        self._given_cluster = cluster
+        self._memory = memory_probe
+        self.decisions: list[Decision] = []
+        self._lock = threading.Lock()
+        self._allowed = 0
+        self.configure(**adaptive)
+
+    def configure(self, **options: Any) -> AdaptiveExecutor:
+        """Merge options: the adaptive ones (see ``AdaptiveConfig``) and every ``ExecutionConfig`` option."""
+        adaptive = {k: options.pop(k) for k in list(options) if k in _ADAPTIVE_CHECKS}
+        checked = {k: _ADAPTIVE_CHECKS[k](k, v) for k, v in adaptive.items()}
+        new = dataclasses.replace(self.adaptive, **checked)
+        if new.min_workers > new.max_workers:
+            raise ConfigError(f"option 'min_workers' ({new.min_workers}) must not exceed 'max_workers' "
+                              f"({new.max_workers})")
+        super().configure(**options)
+        self.adaptive = new
+        return self
+
+    # -- the machinery ---------------------------------------------------------------------------------------
+    def _record(self, decision: Decision) -> None:
+        with self._lock:
+            self.decisions.append(decision)
+
+    def _policy(self) -> MemoryPolicy:
+        a = self.adaptive
+        return MemoryPolicy(a.memory_threshold if a.monitor_system_resources else 2.0, a.min_workers,
+                            a.max_workers)
+
+    def _throttle(self, running: int) -> int | None:
+        if not self.adaptive.monitor_system_resources:
+            return None
+        self._allowed, decision = self._policy().in_flight(self._memory(), running, self._allowed)
+        if not self.decisions or self.decisions[-1].action != decision.action:
+            self._record(decision)
+        return self._allowed
+
+    def _backend(self):
+        self.backend = DistributedBackend(self.client, throttle=self._throttle)
+        return self.backend
+
+    def _start_cluster(self):
+        """Make sure there is a cluster to adapt; returns what to close afterwards."""
+        if self.client is not None:
+            return None
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=self.adaptive.min_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.WARNING)
+        self._client, self._owns_client = Client(cluster), True
+        self._given_cluster = cluster
+        return cluster
+
+    def _adapt(self):
+        cluster = self._given_cluster
+        if cluster is None:
+            cluster = getattr(self.client, "cluster", None)
+        if not self.adaptive.adjust_parallelism or cluster is None or not hasattr(cluster, "adapt"):
+            return None
+        executor = self
+        from distributed.deploy.adaptive import Adaptive
+
+        class MemoryAwareAdaptive(Adaptive):
+            """distributed's Adaptive, its target tempered by the executor's memory policy."""
+
+            async def target(self):
+                wanted = await super().target()
+                decision = executor._policy().target(executor._memory(), len(self.observed), wanted)
+                executor._record(decision)
+                return decision.target
+
+        a = self.adaptive
+        return cluster.adapt(Adaptive=MemoryAwareAdaptive, minimum=a.min_workers, maximum=a.max_workers,
+                             interval=a.interval, wait_count=2)
+
+    def execute(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
+                context: Mapping[str, Any] | None = None) -> Results:
+        """Run the work on the adapting cluster; returns ``Results``."""
+        own = self._start_cluster()
+        adaptive = self._adapt()
+        self._allowed = 0
+        try:
+            return self._execute(self._work if work is None else work, params, context)
+        finally:
+            if adaptive is not None:
+                adaptive.stop()
+            if own is not None:
+                self.close()
+                own.close()
+                self._given_cluster = None
+
+    def report(self) -> str:
+        """The recorded decisions, one per line."""
+        return "\n".join(str(d) for d in self.decisions)

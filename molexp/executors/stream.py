@@ -1,0 +1,40 @@
+"""``StreamExecutor``: results as they complete, from a generator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..backend_distributed import DistributedBackend
+from ..backend_local import LocalBackend
+from ..result import Results, TaskResult
+from ..session import RunSession
+from .base import Executor
+
+
+class StreamExecutor(Executor):
+    """Yields each task's ``TaskResult`` as soon as it completes (fails, is skipped...), in completion order.
+
+    On a ``distributed`` cluster each task is submitted when its inputs have finished, and results arrive
+    through ``distributed.as_completed``. Leaving the loop early (``break``, an exception, ``close()``)
+    cancels what has not started and terminates what is running before the generator returns.
+    """
+
+    def __init__(self, work: Any = None, *, client=None, cluster=None, address: str | None = None, **options: Any):
+        super().__init__(work, client=client, cluster=cluster, address=address, **options)
+
+    def _backend(self):
+        if self.client is not None:
+            return DistributedBackend(self.client, incremental=True)
+        return LocalBackend(self.config.max_workers)
+
+    def execute_stream(self, task_graph: Any = None, params: Mapping[str, Any] | None = None, *,
+                       context: Mapping[str, Any] | None = None) -> Iterator[TaskResult]:
+        """A generator of results in completion order. Bad input raises here, before anything runs."""
+        session = RunSession(self, self._work if task_graph is None else task_graph, params, context)
+        return iter(session)
+
+    def execute(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
+                context: Mapping[str, Any] | None = None) -> Results:
+        """Run to the end and return ``Results`` (the contract every executor shares)."""
+        return self._execute(self._work if work is None else work, params, context)
