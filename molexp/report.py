@@ -24,8 +24,16 @@ __all__ = ["write_report", "report_html", "human_bytes"]
 _STATUS_ORDER = ("completed", "cached", "failed", "skipped", "running", "retrying", "pending")
 
 
+_WS_REFS = str.maketrans({"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
 def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _attr(value: Any) -> str:
+    """Escaped for an attribute value; newlines and tabs as character references, so they survive parsing."""
+    return _esc(value).translate(_WS_REFS)
 
 
 def human_bytes(n: int | float | None) -> str:
@@ -186,7 +194,7 @@ def _row(index: int, name: str, r: dict) -> str:
     else:
         message = r.get("reason") or ""
     cpu = r.get("cpu_time")
-    return (f'<tr class="task status-{status}" id="task-{index}" data-task="{_esc(name)}" data-status="{status}">'
+    return (f'<tr class="task status-{status}" id="task-{index}" data-task="{_attr(name)}" data-status="{status}">'
             f"<td class=\"name\">{_esc(name)}</td>"
             f'<td><span class="badge status-{status}">{_esc(r.get("status") or "pending")}</span></td>'
             f'<td class="num">{_esc(r.get("attempts") or "")}</td>'
@@ -233,7 +241,7 @@ def report_html(records: Mapping[str, Any], experiment: str, graph: Any = None, 
         head.append(f'<p class="note">A run is still writing to this checkpoint (pid {_esc(holder.get("pid"))} on '
                     f'{_esc(holder.get("host"))}): this report is a snapshot.</p>')
     known = [s for s in _STATUS_ORDER if s in counts] + sorted(s for s in counts if s not in _STATUS_ORDER)
-    cards = "".join(f'<div class="count status-{_css_name(s)}" data-status="{_esc(s)}"><b>{counts[s]}</b>'
+    cards = "".join(f'<div class="count status-{_css_name(s)}" data-status="{_attr(s)}"><b>{counts[s]}</b>'
                     f"<span>{_esc(s)}</span></div>" for s in known)
     head.append(f'<div class="counts">{cards}</div>')
 

@@ -165,8 +165,12 @@ def graph_dot(graph: Any, statuses: Mapping[str, Any] | None = None, *, rankdir:
 
 # --------------------------------------------------------------------------------------------- own SVG
 
+_WS_REFS = str.maketrans({"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
 def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    """HTML/XML-escape text; newlines and tabs as character references so attributes keep them exactly."""
+    return html.escape(str(text), quote=True).translate(_WS_REFS)
 
 
 def _layout(g, max_per_row: int) -> tuple[list[list[str]], dict[str, int]]:
@@ -226,7 +230,7 @@ def graph_svg(graph: Any, statuses: Mapping[str, Any] | None = None, *, max_per_
         y1 += box_h / 2
         y2 -= box_h / 2
         mid = (y1 + y2) / 2
-        out.append(f'<path d="M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}"'
+        out.append(f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}"'
                    f'{marker}/>')
     out.append("</g>")
     out.append('<g class="nodes">')
