@@ -212,3 +212,22 @@ def test_report_in_headless_chromium(run, tmp_path):
     assert len(data) > 30_000, f"screenshot is only {len(data)} bytes: a blank page?"
     print(f"\nscreenshot: {png} ({len(data)} bytes); chromium --dump-dom {dom_seconds:.1f}s, "
           f"--screenshot {shot_seconds:.1f}s")
+
+
+# --------------------------------------------------------------------------------------------- docs/reports.md
+
+def test_docs_snippets_run_as_written(project, capsys):
+    from snippets import snippet
+
+    ns: dict = {}
+    for heading in ("The report from Python", "Drawing the task graph", "The timeline"):
+        exec(compile(snippet("reports.md", heading), f"docs/reports.md:{heading}", "exec"), ns)
+    doc = parse((project / "report.html").read_text())
+    check_rows = {n: tr.classes[1] for n, tr in task_rows(doc).items()}
+    assert check_rows == {"prepare": "status-completed", "analyze": "status-failed", "plot": "status-skipped"}
+    assert len([g for g in doc.iter("g") if "node" in g.classes]) == 3
+    assert "<svg" in (project / "graph.html").read_text()
+    assert "flowchart TD" in capsys.readouterr().out
+    timeline = parse((project / "timeline.svg").read_text())
+    assert sorted(g.attrs["data-task"] for g in timeline.iter("g") if "bar" in g.classes) == \
+        ["analyze", "plot", "prepare"]

@@ -205,6 +205,22 @@ def _results() -> Results:
     }, wall_time=4.0)
 
 
+def hue(colour: str) -> str:
+    """'red', 'green', 'blue' or 'grey': which channel of #rrggbb clearly dominates."""
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    if max(r, g, b) - min(r, g, b) < 24:
+        return "grey"
+    return max((r, "red"), (g, "green"), (b, "blue"))[1]
+
+
+def test_status_colours_mean_what_they_say():
+    expected = {"completed": "green", "failed": "red", "skipped": "grey", "cached": "blue"}
+    assert {s: hue(BAR_COLOUR[s]) for s in expected} == expected
+    assert {s: hue(STATUS_STYLE[s][0]) for s in expected} == expected     # node fills
+    assert {s: hue(STATUS_STYLE[s][1]) for s in expected} == expected     # node borders
+    assert hue(STATUS_STYLE["pending"][0]) == "grey"                      # neutral
+
+
 def _bars(svg: str) -> list[ET.Element]:
     return [g for g in ET.fromstring(svg).iter(f"{SVG}g") if "bar" in (g.get("class") or "").split()]
 
@@ -216,9 +232,11 @@ def test_timeline_has_one_bar_per_task_in_its_status_colour():
     status = {b.get("data-task"): b.get("class").split()[1] for b in bars}
     assert status == {"first": "status-completed", "flaky <b>": "status-failed", "late": "status-completed",
                       "never": "status-skipped"}
+    colour_of = {"status-completed": "green", "status-failed": "red", "status-skipped": "grey"}
     for b in bars:
-        fills = [r.get("fill") for r in b.iter(f"{SVG}rect")]
+        fills = [r.get("fill") for r in b.iter(f"{SVG}rect") if r.get("fill", "").startswith("#")]
         assert BAR_COLOUR[status[b.get("data-task")].removeprefix("status-")] in fills
+        assert {hue(f) for f in fills} == {colour_of[status[b.get("data-task")]]}
     late = next(b for b in bars if b.get("data-task") == "late")
     assert (late.get("data-start"), late.get("data-end")) == ("2.000", "4.000")   # seconds from the run start
     main = late.find(f"{SVG}rect")
