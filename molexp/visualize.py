@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["graph_mermaid", "graph_dot", "visualize", "timeline_svg", "graph_svg", "GraphSVG", "GraphHTML",
-           "STATUS_STYLE"]
+__all__ = ["graph_mermaid", "graph_dot", "visualize", "timeline", "timeline_svg", "graph_svg", "GraphSVG",
+           "GraphHTML", "Timeline", "STATUS_STYLE"]
 
 # fill, stroke, text colour per status. Final statuses are coloured; transitions are neutral.
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -490,3 +490,40 @@ def timeline_svg(results: Mapping[str, Any], *, width: int = 960, row_height: in
         out.append("".join(parts))
     out.append("</svg>")
     return "\n".join(out)
+
+
+_BAR_MARK = '<g class="bar '
+
+
+class Timeline:
+    """A run's timeline: shows itself in Jupyter (``_repr_svg_``); ``str()`` is the SVG; ``save(path)``."""
+
+    def __init__(self, svg: str):
+        self.svg = svg
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def __str__(self) -> str:
+        return self.svg
+
+    def __repr__(self) -> str:
+        return f"<Timeline {self.svg.count(_BAR_MARK)} tasks>"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``.svg`` or ``.html`` (a complete page that opens offline). Returns the path."""
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix == ".svg":
+            p.write_text(self.svg, encoding="utf-8")
+        elif suffix in (".html", ".htm"):
+            p.write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>molexp timeline'
+                         f"</title></head><body>{self.svg}</body></html>\n", encoding="utf-8")
+        else:
+            raise ValueError(f"save: expected a .svg or .html path, got {os.fspath(path)!r}")
+        return p
+
+
+def timeline(results: Mapping[str, Any], **options: Any) -> Timeline:
+    """``Timeline(timeline_svg(results, **options))``: what ``Results.timeline()`` returns."""
+    return Timeline(timeline_svg(results, **options))

@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 import pytest
 
 from molexp import Attempt, Experiment, LocalTask, Results, TaskGraph, TaskResult, TaskStatus
-from molexp.visualize import (BAR_COLOUR, STATUS_STYLE, GraphHTML, GraphSVG, graph_dot, graph_mermaid, graph_svg,
-                              graphviz_available, timeline_svg, visualize)
+from molexp.visualize import (BAR_COLOUR, STATUS_STYLE, GraphHTML, GraphSVG, Timeline, graph_dot, graph_mermaid,
+                              graph_svg, graphviz_available, timeline, timeline_svg, visualize)
 
 SVG = "{http://www.w3.org/2000/svg}"
 NASTY = ['say "hi"', "a[1] (b) {c}", "<script>alert('x')</script>", "x & y; #1 --> z", "multi\nline|pipe`tick`"]
@@ -267,3 +267,13 @@ def test_timeline_of_nothing_and_of_cached_tasks():
     bars = _bars(timeline_svg({"old": old, "new": new}))
     assert [b.get("data-task") for b in bars] == ["new", "old"]
     assert bars[0].get("data-end") == "1.000"      # the cached task's old times do not stretch the axis
+
+
+def test_timeline_object_shows_and_saves(tmp_path):
+    view = timeline(_results())
+    assert isinstance(view, Timeline) and view._repr_svg_() == str(view) == timeline_svg(_results())
+    assert repr(view) == "<Timeline 4 tasks>"
+    assert ET.parse(view.save(tmp_path / "t.svg")).getroot().tag == f"{SVG}svg"
+    assert view.save(tmp_path / "t.html").read_text().startswith("<!DOCTYPE html>")
+    with pytest.raises(ValueError):
+        view.save(tmp_path / "t.pdf")
