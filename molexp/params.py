@@ -635,7 +635,7 @@ def _axis_from_data(name: Any, spec: Any) -> Param:
     return Param(name, spec)
 
 
-def expand_sweep(data: Mapping[str, Any]) -> dict[str, Any]:
+def expand_sweep(data: Mapping[str, Any], *, source: str = "experiment") -> dict[str, Any]:
     """Experiment data with a ``sweep:`` section -> the same data with the tasks swept and ``sweep`` removed.
 
     ::
@@ -647,6 +647,7 @@ def expand_sweep(data: Mapping[str, Any]) -> dict[str, Any]:
           # sets: [{temperature: 300, pressure: 1}, {temperature: 350, pressure: 5}]
 
     Data without ``sweep`` comes back as a copy. Every key but ``params``, ``tasks`` and ``sweep`` is kept as is.
+    ``source`` (a file name) prefixes errors in the tasks, as in ``Experiment.from_dict``.
     """
     from .experiment import Experiment
 
@@ -654,7 +655,8 @@ def expand_sweep(data: Mapping[str, Any]) -> dict[str, Any]:
         return dict(data) if isinstance(data, Mapping) else data  # type: ignore[return-value]
     section = data["sweep"]
     if not isinstance(section, Mapping):
-        raise SweepError(f"sweep: expected a mapping with 'params' (and 'sampler') or 'sets', got {section!r}")
+        raise SweepError(f"{source}: sweep: expected a mapping with 'params' (and 'sampler') or 'sets', "
+                         f"got {section!r}")
     unknown = set(section) - {"params", "sampler", "sets"}
     if unknown:
         raise SweepError(f"sweep: unknown key(s) {sorted(map(str, unknown))}; expected params, sampler, sets")
@@ -675,7 +677,7 @@ def expand_sweep(data: Mapping[str, Any]) -> dict[str, Any]:
         space = ParamSpace([_axis_from_data(k, v) for k, v in axes.items()])
         sampler = sampler_from_spec(section.get("sampler"))
     rest = {k: v for k, v in data.items() if k != "sweep"}
-    swept = sweep(Experiment.from_dict(rest), space, sampler)
+    swept = sweep(Experiment.from_dict(rest, source=source), space, sampler)
     out = dict(rest)
     out.pop("params", None)
     if swept.params:

@@ -229,6 +229,13 @@ def test_bad_yaml_sweep_section(section, message):
         expand_sweep(data)
 
 
+def test_errors_in_a_sweep_files_tasks_name_the_file():
+    data = yaml.safe_load(YAML.format(workdir=".", sampler="cartesian"))
+    data["tasks"][0]["command"] = data["tasks"][0].pop("commands")
+    with pytest.raises(ValidationError, match="scan.yaml: tasks\\[0\\] \\('prepare'\\): unknown field 'command'"):
+        expand_sweep(data, source="scan.yaml")
+
+
 def test_doc_example_runs_as_written(project, capsys):
     ns: dict = {}
     exec(compile(snippet("sweeps.md", "Example"), "docs/sweeps.md", "exec"), ns)
