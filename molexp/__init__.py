@@ -5,11 +5,13 @@ Public names only; see the README and ``docs/`` for the guide.
 
 from .config import ExecutionConfig
 from .errors import (CheckpointError, CheckpointLocked, ClusterError, ConfigError, CycleError, ExecutionError,
-                     GraphError, MolexpError, TaskDefinitionError, TemplateError, ValidationError)
+                     GraphError, MolexpError, SweepError, TaskDefinitionError, TemplateError, ValidationError)
 from .adaptive_policy import Decision, MemoryPolicy
 from .executors import AdaptiveExecutor, BatchExecutor, Executor, ExperimentExecutor, RunInterrupted, StreamExecutor
 from .experiment import Experiment, TaskPool
 from .graph import TaskGraph
+from .params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, Uniform,
+                     group_results, param_sets, sweep)
 from .result import Attempt, FailureKind, Results, TaskResult, TaskStatus
 from .runtime import current_task
 from .task import LocalTask, PythonTask, ShellTask, Task, task
@@ -18,6 +20,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveExecutor", "BatchExecutor", "Decision", "MemoryPolicy", "StreamExecutor",
+    "CartesianSampler", "LogUniform", "Param", "ParamSet", "ParamSpace", "RandomSampler", "SweepError", "Uniform",
+    "group_results", "param_sets", "sweep",
     "Attempt", "CheckpointError", "CheckpointLocked", "ClusterError", "ConfigError", "CycleError",
     "ExecutionConfig", "ExecutionError", "Executor", "Experiment", "ExperimentExecutor", "FailureKind",
     "GraphError", "LocalTask", "MolexpError", "PythonTask", "Results", "RunInterrupted", "ShellTask", "Task",

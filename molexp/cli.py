@@ -1,4 +1,4 @@
-"""The ``molexp`` command: ``run`` an experiment file, ``graph`` to show its order.
+"""The ``molexp`` command: ``run`` an experiment file, ``status``/``report`` of a checkpoint, ``graph``.
 
 Exit codes: 0 every task completed; 1 a task failed or was skipped; 2 bad input (nothing ran);
 3 the Dask cluster failed; 130 interrupted (Ctrl-C or SIGTERM; running tasks were terminated).
@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what a checkpoint directory recorded (works while a run is going)")
     status.add_argument("checkpoint_dir")
 
+    report = sub.add_parser("report", help="write a checkpoint directory's run as one HTML file (opens offline)")
+    report.add_argument("checkpoint_dir")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
+    report.add_argument("--file", help="the experiment file (experiment.yaml or workflow.py): adds the task graph")
+
     graph = sub.add_parser("graph", help="show an experiment's tasks layer by layer")
     graph.add_argument("file")
     return parser
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return _graph(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "report":
+            return _report(args)
     except ValidationError as e:
         print(f"molexp: error: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -165,6 +172,21 @@ def _status(args) -> int:
                 print(r["stderr"])
             if r.get("stderr_path"):
                 print(f"(full log: {r['stderr_path']})")
+    return EXIT_OK
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    graph = None
+    if args.file:
+        work = load(args.file)
+        graph = work.graph if isinstance(work, Experiment) else work
+    try:
+        path = write_report(args.checkpoint_dir, args.output, graph=graph)
+    except OSError as e:  # no checkpoint there (FileNotFoundError naming it), or the output cannot be written
+        raise ValidationError(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
+    print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -136,8 +136,20 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
         for k, v in params.items():
             if k in names or (k in call):
                 call[k] = v
-        dep_kwargs = tuple(d for d in t.deps if d in names or varkw)
+        dep_kwargs = tuple((d, arg or d) for d in t.deps for arg in [_argument_for(d, names)] if arg or varkw)
         out, err = log_paths(log_dir, t.name) if t.isolated else (None, None)
         return TaskSpec(kind="python", func=t.func, call_kwargs=call, dep_kwargs=dep_kwargs, isolated=t.isolated,
                         stdout_path=out, stderr_path=err, **common)
     raise TypeError(f"task {t.name!r}: cannot run a {type(t).__name__}; use LocalTask or PythonTask")
+
+
+def _argument_for(dep: str, names: frozenset[str]) -> str | None:
+    """The parameter that receives dependency ``dep``'s value: its name, or for a swept copy
+    (``simulate[temperature=300]``) the original task's name, when the function has such a parameter."""
+    if dep in names:
+        return dep
+    if dep.endswith("]") and "[" in dep:
+        base = dep.split("[", 1)[0]
+        if base in names:
+            return base
+    return None

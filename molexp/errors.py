@@ -8,6 +8,7 @@
     │   ├── GraphError                   duplicate name, missing or self dependency
     │   │   └── CycleError               the dependencies form a cycle (``.cycle`` lists it)
     │   ├── TemplateError                a ``$var`` placeholder has no value
+    │   ├── SweepError                   a parameter space or sweep is malformed
     │   └── ConfigError                  an unknown option, or a value of the wrong type or range
     ├── CheckpointError (ValueError)     a checkpoint file is corrupt, truncated or foreign (``.path``)
     │   └── CheckpointLocked             another live run holds the checkpoint directory
@@ -47,6 +48,10 @@ class CycleError(GraphError):
 
 class TemplateError(ValidationError):
     """Raised when a shell command's ``$var`` has no value in the task's kwargs or the run's params."""
+
+
+class SweepError(ValidationError):
+    """Raised by ``molexp.params`` (spaces, samplers, ``sweep``) and by a malformed ``sweep:`` in YAML."""
 
 
 class ConfigError(ValidationError):

@@ -63,6 +63,15 @@ class Experiment:
     def __len__(self) -> int:
         return len(self.graph)
 
+    def visualize(self, statuses=None, format: str = "auto"):
+        """A picture of the task graph, coloured by ``statuses`` (e.g. a run's ``Results``) when given.
+
+        Shows itself in Jupyter; ``.save("graph.svg"|"graph.html")``, ``.mermaid``, ``.dot``.
+        """
+        from .visualize import visualize
+
+        return visualize(self.graph, statuses, format=format)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Experiment):
             return NotImplemented
@@ -96,6 +105,10 @@ class Experiment:
         """Build an experiment from plain data (the shape ``to_dict`` returns)."""
         if not isinstance(data, Mapping):
             raise ValidationError(f"{source}: expected a mapping with 'name' and 'tasks', got {type(data).__name__}")
+        if "sweep" in data:
+            from .params import expand_sweep
+
+            data = expand_sweep(data, source=source)
         unknown = set(data) - {"name", "workdir", "params", "description", "tasks", "cluster"}
         if unknown:
             raise ValidationError(f"{source}: unknown key(s) {sorted(unknown)}; expected name, workdir, params, "

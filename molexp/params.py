@@ -20,8 +20,6 @@ experiment's defaults; ``run(params=...)`` naming a swept parameter would still 
 from __future__ import annotations
 
 import copy as _copy
-import functools
-import inspect
 import itertools
 import math
 import random
@@ -30,12 +28,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .errors import ValidationError
+from .errors import SweepError
 from .task import _PLACEHOLDER, LocalTask, PythonTask, Task
 
 __all__ = [
     "CartesianSampler", "LogUniform", "Param", "ParamSet", "ParamSpace", "RandomSampler", "Sampler", "SweepError",
-    "Uniform", "copies", "copy_name", "expand_sweep", "group_results", "link_copies", "param_sets",
+    "Uniform", "copies", "copy_name", "expand_sweep", "group_results", "param_sets",
     "sampler_from_spec",
     "split_name", "sweep",
 ]
@@ -46,10 +44,6 @@ _PAIR = r"[A-Za-z_][A-Za-z0-9_]*=[^,\[\]=]*"
 _COPY_NAME = re.compile(rf"(?P<base>.+)\[(?P<label>{_PAIR}(?:,{_PAIR})*)\]", re.S)
 _MAX_REDRAWS = 1000
 _NONE = object()
-
-
-class SweepError(ValidationError):
-    """A parameter space, sampler, parameter set or ``sweep:`` section is wrong; the message says which."""
 
 
 # -- values and their text in task names --------------------------------------------------------------
@@ -492,7 +486,7 @@ def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapp
             deps = [copy_name(d, p) if d in expanded else d for d in t.deps]
             new.add_task(_clone(t, copy_name(t.name, p), deps, kwargs))
     new.graph.validate()
-    return link_copies(new)
+    return new
 
 
 def _clone(t: Task, name: str, deps: list[str], kwargs: Mapping[str, Any]) -> Task:
@@ -502,58 +496,6 @@ def _clone(t: Task, name: str, deps: list[str], kwargs: Mapping[str, Any]) -> Ta
     if isinstance(c, LocalTask):
         c.commands = list(t.commands)
     return c
-
-
-class _CopyArgs:
-    """A Python task's function, called with each swept dependency's value under the dependency's ORIGINAL
-    name (molexp passes upstream values under the upstream task's name, here ``simulate[temperature=300]``).
-
-    Its signature is the function's named parameters plus ``**kwargs`` (so molexp hands it every upstream
-    value); run parameters still reach it only by name, as for any Python task. ``to_dict()`` writes the
-    function's own ``module:function`` and ``inspect.getsource`` reads the function's source (checkpoint
-    fingerprints are unchanged).
-    """
-
-    def __init__(self, func: Any, renames: Mapping[str, str]):
-        functools.update_wrapper(self, func)
-        self.func, self.renames = func, dict(renames)
-        try:
-            sig = inspect.signature(func)
-        except (TypeError, ValueError):
-            self._names, self._varkw = frozenset(), True
-            return
-        params = list(sig.parameters.values())
-        self._names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        self._varkw = any(p.kind is p.VAR_KEYWORD for p in params)
-        named = [p.replace(kind=p.KEYWORD_ONLY) for p in params
-                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        rest = inspect.Parameter("_molexp_upstream", inspect.Parameter.VAR_KEYWORD)
-        self.__signature__ = sig.replace(parameters=named + [rest])
-
-    def __call__(self, **kwargs: Any) -> Any:
-        for copy_, base in self.renames.items():
-            if copy_ in kwargs:
-                kwargs[base] = kwargs.pop(copy_)
-        if not self._varkw:
-            kwargs = {k: v for k, v in kwargs.items() if k in self._names}
-        return self.func(**kwargs)
-
-    def __reduce__(self):
-        return (_CopyArgs, (self.func, self.renames))
-
-
-def link_copies(experiment: Any) -> Any:
-    """Make every Python task whose dependencies include swept copies receive each copy's value under the
-    original task's name (``simulate=`` for ``simulate[temperature=300]``). ``sweep()`` does this; call it
-    on an experiment rebuilt from plain data (``Experiment.from_dict(expand_sweep(data))``). Returns it."""
-    for t in experiment.graph:
-        if not isinstance(t, PythonTask):
-            continue
-        func = t.func.func if isinstance(t.func, _CopyArgs) else t.func
-        renames = {d: base for d in t.deps for base, p in [split_name(d)] if p is not None}
-        if renames:
-            t.func, t._signature = _CopyArgs(func, renames), None
-    return experiment
 
 
 # -- reading a swept experiment and its results -----------------------------------------------------

@@ -206,6 +206,12 @@ class Results(Mapping):
                      f"{s['skipped']} skipped in {self.wall_time:.2f}s")
         return "\n".join(line.rstrip() for line in lines)
 
+    def timeline(self):
+        """A Gantt chart of this run (``molexp.visualize.Timeline``): shows itself in Jupyter, ``.save(path)``."""
+        from .visualize import timeline
+
+        return timeline(self)
+
     def __repr__(self) -> str:
         s = self.summary()
         return (f"<Results {s['total']} tasks: {s['completed']} completed, {s['cached']} cached, "

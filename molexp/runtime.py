@@ -42,7 +42,7 @@ class TaskSpec:
     commands: tuple[str, ...] = ()              # rendered shell commands
     func: Callable | None = None
     call_kwargs: dict = field(default_factory=dict)
-    dep_kwargs: tuple[str, ...] = ()            # deps whose values the function receives by name
+    dep_kwargs: tuple[tuple[str, str], ...] = ()  # (dependency, argument) pairs the function receives
     cwd: str = "."
     env: dict | None = None
     timeout: float | None = None
@@ -199,8 +199,8 @@ def retry_delay(ctx: RunContext, failed_attempt: int) -> float:
 
 def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict, result: TaskResult) -> Any:
     kwargs = dict(spec.call_kwargs)
-    for dep in spec.dep_kwargs:
-        kwargs[dep] = values[dep]
+    for dep, arg in spec.dep_kwargs:
+        kwargs[arg] = values[dep]
     if spec.isolated:
         return _run_isolated(spec, ctx, attempt, kwargs, result)
     token = _current.set(_Current(spec.name, attempt, ctx.workdir))

@@ -8,7 +8,7 @@ import pytest
 from conftest import no_process_matching
 from snippets import snippet
 
-from molexp import (AdaptiveExecutor, BatchExecutor, Experiment, LocalTask, MemoryPolicy, StreamExecutor,
+from molexp import (AdaptiveExecutor, BatchExecutor, LocalTask, MemoryPolicy, StreamExecutor,
                     TaskGraph, TaskPool, TaskStatus)
 
 PAGE = "workflow-execution.md"
@@ -134,7 +134,7 @@ def test_adaptive_grows_under_a_queue_and_shrinks_when_idle(project):
         g.add_task(LocalTask(f"tail-{i}", commands=["sleep 1"], deps=[previous] if previous else []))
         previous = f"tail-{i}"
     for t in list(g)[:16]:
-        g[f"tail-0"].deps.append(t.name)
+        g["tail-0"].deps.append(t.name)
     ex = AdaptiveExecutor(progress=False)
     ex.configure(min_workers=1, max_workers=3, interval=0.3, monitor_system_resources=False)
     results = ex.execute(g)

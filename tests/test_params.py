@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import taskfuncs
@@ -12,7 +11,7 @@ from snippets import DOCS, snippet
 
 from molexp import Experiment, ExperimentExecutor, LocalTask, PythonTask, TaskStatus, ValidationError
 from molexp.params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, SweepError,
-                           Uniform, copies, copy_name, expand_sweep, group_results, link_copies, param_sets,
+                           Uniform, copies, copy_name, expand_sweep, group_results, param_sets,
                            sampler_from_spec, split_name, sweep)
 
 SPACE = {"temperature": [300, 350], "pressure": [1, 2, 5]}
@@ -187,7 +186,7 @@ def test_yaml_sweep_expands_and_runs(project):
     expanded = expand_sweep(data)
     assert "sweep" not in expanded and "sweep" in data and expanded["params"] == {"steps": 100}
     assert len(expanded["tasks"]) == 24 and yaml.safe_load(yaml.safe_dump(expanded)) == expanded  # plain data
-    scan = link_copies(Experiment.from_dict(expanded))
+    scan = Experiment.from_dict(expanded)
     results = ExperimentExecutor(scan, progress=False).run()
     assert results.ok and len(results) == 24
     for t in (300, 350):
@@ -251,7 +250,7 @@ def test_doc_yaml_runs(project):
     text = re.search(r"```yaml\n(.*?)```", (DOCS / "sweeps.md").read_text(), re.S).group(1)
     data = yaml.safe_load(text)
     data["workdir"] = str(project)
-    results = ExperimentExecutor(link_copies(Experiment.from_dict(expand_sweep(data))), progress=False).run()
+    results = ExperimentExecutor(Experiment.from_yaml(yaml.safe_dump(data)), progress=False).run()
     assert results.ok and len(results) == 12
     assert (project / "T350_P2" / "out.txt").read_text() == "T=350 P=2 steps=100\n"
     assert taskfuncs  # the YAML test above refers to taskfuncs by 'module:function'
