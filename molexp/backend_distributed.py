@@ -6,9 +6,11 @@ import heapq
 import threading
 import time
 
+import cloudpickle
+
 from .errors import ClusterError
 from .result import FailureKind, TaskResult, TaskStatus
-from .runtime import run_task
+from .runtime import run_packed, run_task
 
 
 class DistributedSink:
@@ -126,11 +128,12 @@ class DistributedBackend:
         names = list(compiled.specs)
         self._key_to_name = {compiled.keys[n]: n for n in names}
         self._resources_by_key = self._resources(compiled)
+        self._ctx_blob = cloudpickle.dumps(compiled.dsk[compiled.ctx_key])
         if self.incremental:
             self._start_incremental(compiled, queue, driver)
             return
         try:
-            graph = compiled.annotated(self._resources_by_key)
+            graph = compiled.annotated(self._resources_by_key, packed=self._pack)
             futures = self.client.get(graph, [compiled.keys[n] for n in names], sync=False)
         except Exception as e:
             raise ClusterError(f"could not submit the graph to {self.client.scheduler.address}: {e}") from e
@@ -156,6 +159,10 @@ class DistributedBackend:
                     name = key_to_name[future.key]
                     if future.status == "finished":
                         queue.put(("done", name, value))
+                    elif future.status == "cancelled" and self.client.status != "running":
+                        # distributed cancels every future when the scheduler connection drops
+                        queue.put(("cluster-lost", None, self._lost_message()))
+                        break
                     else:
                         queue.put(("crash", name, _crash_result(name, future.status, value, key_to_name)))
             except BaseException as e:
@@ -174,7 +181,7 @@ class DistributedBackend:
         self._driver = driver
         self._ac = as_completed(with_results=True, raise_errors=False)
         self._more = threading.Event()
-        self._ctx_future = self.client.scatter(compiled.dsk[compiled.ctx_key], hash=False)
+        self._ctx_future = self.client.scatter(self._ctx_blob, hash=False)
         specs = compiled.specs
         # What each task still waits for, and how many dependents still need each task's future.
         self._waiting = {n: {d for d in s.deps if d in specs} for n, s in specs.items()}
@@ -193,6 +200,15 @@ class DistributedBackend:
         self._in_flight: set[str] = set()
         self._collect(self._ac, queue, until_empty=False)
         self._fill()
+
+    def _pack(self, key, task):
+        """A graph node with the task and context as bytes (see ``runtime.run_packed``)."""
+        if key == self._compiled.ctx_key:
+            return self._ctx_blob
+        if isinstance(task, tuple) and task and task[0] is run_task:
+            _, spec, ctx_key, *deps = task
+            return (run_packed, spec.name, cloudpickle.dumps(spec), ctx_key, *deps)
+        return task
 
     def allowed_in_flight(self) -> int | None:
         """The current bound on tasks in flight: the window, lowered by the throttle."""
@@ -219,7 +235,8 @@ class DistributedBackend:
                 continue
             args = [self._futures[d] if d in self._futures else dsk[keys[d]] for d in spec.deps]
             key = keys[name]
-            future = self.client.submit(run_task, spec, self._ctx_future, *args, key=key, pure=False,
+            future = self.client.submit(run_packed, name, cloudpickle.dumps(spec), self._ctx_future, *args,
+                                        key=key, pure=False,
                                         priority=(self._compiled.priorities or {}).get(key, 0),
                                         resources=(self._resources_by_key or {}).get(key))
             self._futures[name] = future
@@ -288,10 +305,14 @@ class DistributedBackend:
                 pass
         return unsubmitted + pending
 
+    def _lost_message(self) -> str:
+        address = getattr(getattr(self.client, "scheduler", None), "address", "?")
+        return (f"lost the connection to the Dask scheduler at {address} (client status: {self.client.status}); "
+                "tasks recorded in the checkpoint are kept: resume on a new cluster to finish the run")
+
     def check(self) -> None:
-        status = getattr(self.client, "status", "running")
-        if status in ("closed", "closing", "failed"):
-            raise ClusterError(f"lost the connection to the Dask scheduler (client status: {status})")
+        if getattr(self.client, "status", "running") != "running":
+            raise ClusterError(self._lost_message())
         if self.incremental:
             self._fill()  # the throttle may allow more now
 

@@ -37,18 +37,20 @@ class Compiled:
     ctx_key: str
     priorities: dict[str, int] | None = None
 
-    def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None):
-        """The graph as a ``HighLevelGraph`` whose annotations carry per-key priorities and Dask resources
-        (for ``distributed``); the plain dict when there is nothing to annotate."""
+    def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None, packed=None):
+        """The graph for ``distributed``: each node passed through ``packed(key, node)`` when given, as a
+        ``HighLevelGraph`` whose annotations carry per-key priorities and Dask resources (a plain dict when
+        there is nothing to annotate)."""
+        dsk = self.dsk if packed is None else {k: packed(k, v) for k, v in self.dsk.items()}
         if not self.priorities and not resources:
-            return self.dsk
+            return dsk
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
         layers, deps = {}, {}
-        plain = {k: v for k, v in self.dsk.items() if not resources or k not in resources}
+        plain = {k: v for k, v in dsk.items() if not resources or k not in resources}
         groups = [("molexp", plain, {})]
         if resources:
-            groups.append(("molexp-resources", {k: self.dsk[k] for k in resources if k in self.dsk},
+            groups.append(("molexp-resources", {k: dsk[k] for k in resources if k in dsk},
                            {"resources": dict(resources).get}))
         for layer_name, tasks, notes in groups:
             if self.priorities:

@@ -98,6 +98,9 @@ class Driver:
                 elif kind == "engine-error":
                     self._abandon(f"molexp engine error: {event[2]!r}")
                     engine_done = True
+                elif kind == "cluster-lost":
+                    self._abandon(event[2])
+                    raise ClusterError(event[2])
                 else:
                     self._handle(event)
                 if self.stop_reason is not None and drain_deadline is None:

@@ -117,6 +117,29 @@ def run_task(spec: TaskSpec, ctx: RunContext, *upstream: TaskResult) -> TaskResu
     return result
 
 
+_contexts: dict[bytes, RunContext] = {}
+
+
+def run_packed(name: str, spec_blob: bytes, ctx_blob: bytes, *upstream: TaskResult) -> TaskResult:
+    """``run_task`` for a cluster: the task and the run context travel as cloudpickle bytes and are loaded
+    here, on the worker, so the scheduler never has to import user code, and a function the worker cannot
+    import fails that task with a clear message instead of the whole graph."""
+    import cloudpickle
+
+    try:
+        ctx = _contexts.get(ctx_blob)
+        if ctx is None:
+            ctx = _contexts[ctx_blob] = cloudpickle.loads(ctx_blob)
+            while len(_contexts) > 8:
+                _contexts.pop(next(iter(_contexts)))
+        spec = cloudpickle.loads(spec_blob)
+    except Exception as e:
+        return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
+                          error=f"cannot load task {name!r} on this worker ({type(e).__name__}: {e}); the worker "
+                                "needs the same Python environment and importable modules as the client")
+    return run_task(spec, ctx, *upstream)
+
+
 def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> TaskResult:
     for up in upstream:
         if not up.status.ok:

@@ -23,3 +23,14 @@ def boom():
 
 def always(task, context):
     return True
+
+
+def kill_own_process():
+    """Kills the process running it (a Dask worker): a task that keeps killing its workers."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def not_importable_on_workers():
+    return 1

@@ -74,7 +74,7 @@ def test_python_exception_carries_the_remote_traceback(project, target):
     r = ExperimentExecutor(e, progress=False, **target).run()["explode"]
     assert r.status is TaskStatus.FAILED and r.failure == "exception"
     assert "RuntimeError: boom from a python task" in r.error
-    assert "taskfuncs.py" in r.error and "in boom" in r.error
+    assert "Traceback (most recent call last)" in r.error and "in boom" in r.error
 
 
 def test_task_decorator_cwd_env_and_current_task(project):

@@ -1,0 +1,176 @@
+"""A real `dask scheduler` and two `dask worker` processes on 127.0.0.1: running through address=,
+surviving a killed worker, and a clear error (then a resume) when the scheduler dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import taskfuncs
+
+from molexp import ClusterError, Experiment, ExperimentExecutor, LocalTask, PythonTask, TaskStatus
+
+pytestmark = pytest.mark.cluster
+DASK = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
+
+
+class DaskProcesses:
+    """`dask scheduler` + `dask worker` processes, each in its own process group."""
+
+    def __init__(self, directory: Path, workers: int = 2, env: dict | None = None):
+        self.directory, self.env = directory, {**os.environ, **(env or {})}
+        self.file = directory / "scheduler.json"
+        self.scheduler = self._spawn(DASK + ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                                             "--scheduler-file", str(self.file)], "scheduler")
+        deadline = time.monotonic() + 30
+        while not self.file.exists() or not self.file.read_text().strip():
+            assert time.monotonic() < deadline, "scheduler did not start"
+            time.sleep(0.1)
+        self.address = json.loads(self.file.read_text())["address"]
+        self.workers = [self.start_worker(i) for i in range(workers)]
+        from distributed import Client
+
+        with Client(self.address, timeout="20s") as c:
+            c.wait_for_workers(workers, timeout=60)
+
+    def _spawn(self, argv, name):
+        log = open(self.directory / f"{name}.log", "wb")
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+
+    def start_worker(self, i):
+        return self._spawn(WORKER + [self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
+                                     "--name", f"w{i}"], f"worker{i}")
+
+    def close(self):
+        for p in [*self.workers, self.scheduler]:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(10)
+
+
+@pytest.fixture
+def dask_processes(tmp_path):
+    procs = DaskProcesses(tmp_path)
+    yield procs
+    procs.close()
+
+
+def chains(project, n_chains=4, length=5, seconds=0.3):
+    e = Experiment("chains", workdir=project)
+    for c in range(n_chains):
+        for i in range(length):
+            e.add_task(LocalTask(f"c{c}-{i}", commands=[f"sleep {seconds}", "echo $MOLEXP_TASK >> done.txt"],
+                                 deps=[f"c{c}-{i - 1}"] if i else []))
+    return e
+
+
+def test_runs_through_a_scheduler_address(project, dask_processes):
+    results = ExperimentExecutor(chains(project, seconds=0.05), address=dask_processes.address,
+                                 progress=False).run()
+    assert results.ok and len(results) == 20
+    assert {r.worker for r in results.values()} <= _worker_addresses(dask_processes.address)
+
+
+def _worker_addresses(address):
+    from distributed import Client
+
+    with Client(address) as c:
+        return set(c.scheduler_info()["workers"])
+
+
+def test_a_worker_killed_mid_run_does_not_lose_tasks(project, dask_processes):
+    import threading
+
+    def kill_a_worker_once_busy():
+        done = project / "done.txt"
+        while not done.exists() or len(done.read_text().split()) < 4:
+            time.sleep(0.05)
+        victim = psutil.Process(dask_processes.workers[0].pid)
+        for p in [victim, *victim.children(recursive=True)]:  # the worker (and its nanny's child)
+            p.kill()
+
+    killer = threading.Thread(target=kill_a_worker_once_busy, daemon=True)
+    killer.start()
+    results = ExperimentExecutor(chains(project), address=dask_processes.address, progress=False).run()
+    killer.join(5)
+    assert results.ok, results.table()
+    assert len(results) == 20 and all(r.status is TaskStatus.COMPLETED for r in results.values())
+    assert dask_processes.workers[0].poll() is not None  # it really died
+
+
+def test_a_task_that_kills_its_workers_fails_as_lost_worker(project, tmp_path):
+    (tmp_path / "cl").mkdir()
+    procs = DaskProcesses(tmp_path / "cl", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+    try:
+        e = Experiment("killer", workdir=project)
+        e.add_task(PythonTask("killer", taskfuncs.kill_own_process))
+        e.add_task(LocalTask("after", commands=["true"], deps=["killer"]))
+        results = ExperimentExecutor(e, address=procs.address, progress=False, fault_tolerance="continue").run()
+    finally:
+        procs.close()
+    killer = results["killer"]
+    assert killer.status is TaskStatus.FAILED and killer.failure == "lost_worker"
+    assert "'killer'" in killer.error and "workers that died" in killer.error
+    assert results["after"].status is TaskStatus.SKIPPED and "killer" in results["after"].reason
+
+
+def test_scheduler_killed_mid_run_is_a_clear_error_and_resume_completes(project, tmp_path):
+    (tmp_path / "first").mkdir()
+    first = DaskProcesses(tmp_path / "first")
+    e = chains(project, n_chains=2, length=10, seconds=0.2)
+    import threading
+
+    def kill_scheduler_when_half_done():
+        done = project / "done.txt"
+        while not done.exists() or len(done.read_text().split()) < 6:
+            time.sleep(0.05)
+        os.killpg(first.scheduler.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_scheduler_when_half_done, daemon=True).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ClusterError, match="lost the connection to the Dask scheduler"):
+            ExperimentExecutor(e, address=first.address, progress=False, checkpoint_dir="ck").run()
+        assert time.monotonic() - t0 < 60
+    finally:
+        first.close()
+    from molexp.journal import read_state
+
+    recorded = {n for n, r in read_state(project / "ck")["records"].items() if r["status"] == "completed"}
+    assert 3 <= len(recorded) < 20  # what reached the driver before the kill (a task may finish unseen)
+    (tmp_path / "second").mkdir()
+    second = DaskProcesses(tmp_path / "second")
+    try:
+        results = ExperimentExecutor(e, address=second.address, progress=False).resume_from_checkpoint("ck")
+    finally:
+        second.close()
+    assert results.ok
+    assert {n for n, r in results.items() if r.status is TaskStatus.CACHED} == recorded
+    assert set((project / "done.txt").read_text().split()) == set(results)
+
+
+def test_a_function_workers_cannot_import_fails_its_task_clearly(project, dask_processes, monkeypatch):
+    (project / "client_side").mkdir()  # not the workers' current directory, so not on their path
+    (project / "client_side" / "only_on_the_client.py").write_text("def compute():\n    return 42\n")
+    monkeypatch.syspath_prepend(str(project / "client_side"))
+    import only_on_the_client
+
+    e = Experiment("imports", workdir=project)
+    e.add_task(PythonTask("compute", only_on_the_client.compute))
+    e.add_task(LocalTask("shell", commands=["true"]))
+    results = ExperimentExecutor(e, address=dask_processes.address, progress=False,
+                                 fault_tolerance="continue").run()
+    r = results["compute"]
+    assert r.status is TaskStatus.FAILED and r.failure == "error"
+    assert "cannot load task 'compute' on this worker" in r.error and "only_on_the_client" in r.error
+    assert results["shell"].ok
