@@ -181,7 +181,8 @@ class DistributedBackend:
         self._driver = driver
         self._ac = as_completed(with_results=True, raise_errors=False)
         self._more = threading.Event()
-        self._ctx_future = self.client.scatter(self._ctx_blob, hash=False)
+        # A task, not a scatter: it works before any worker exists (an adaptive cluster starting from zero).
+        self._ctx_future = self.client.submit(_identity, self._ctx_blob, key=compiled.ctx_key, pure=False)
         specs = compiled.specs
         # What each task still waits for, and how many dependents still need each task's future.
         self._waiting = {n: {d for d in s.deps if d in specs} for n, s in specs.items()}
@@ -331,6 +332,12 @@ class DistributedBackend:
                 except Exception:
                     pass
         self._futures = {}
+        self._ctx_future = None  # release everything: an adaptive cluster may retire workers holding data
+        self._ac = None
+
+
+def _identity(x):
+    return x
 
 
 def as_completed_of(futures):

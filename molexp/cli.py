@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .cluster import JOBQUEUE, make_cluster
 from .errors import ClusterError, MolexpError, ValidationError
 from .experiment import Experiment
 from .graph import TaskGraph
@@ -58,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", "-p", action="append", type=_param, default=[], metavar="KEY=VALUE",
                      help="override a parameter (repeatable); values are read as YAML scalars")
     run.add_argument("--address", help="run on the Dask scheduler at this address (tcp://host:8786)")
+    hpc = run.add_argument_group("batch systems (dask-jobqueue; overrides the file's cluster: section)")
+    hpc.add_argument("--cluster", choices=sorted(JOBQUEUE), help="start Dask workers as batch jobs")
+    hpc.add_argument("--jobs", type=int, help="number of worker jobs (default 1)")
+    hpc.add_argument("--cores", type=int, help="cores per job")
+    hpc.add_argument("--memory", help="memory per job, e.g. 4GB")
+    hpc.add_argument("--walltime", help="walltime per job, e.g. 01:00:00")
+    hpc.add_argument("--queue", help="queue / partition")
+    hpc.add_argument("--interface", help="network interface of the workers, e.g. ib0")
+    hpc.add_argument("--adapt", metavar="MIN:MAX", help="adapt the number of jobs between MIN and MAX")
     run.add_argument("--continue", dest="keep_going", action="store_true",
                      help="fault_tolerance='continue': run everything whose dependencies succeeded")
     run.add_argument("--retries", type=int, default=None, help="retry failed tasks this many times")
@@ -123,10 +133,13 @@ def _run(args) -> int:
         options["auto_resume"] = args.resume
     elif args.resume:
         raise ValidationError("--resume needs a checkpoint: drop --no-checkpoint")
+    spec = cluster_spec(work, args)
+    target = make_cluster(spec) if spec else None
+    address, cluster = (target, None) if isinstance(target, str) else (None, target)
     # SIGTERM (a batch system ending the job, `kill`) cleans up like Ctrl-C: running tasks are terminated.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with ExperimentExecutor(work, address=args.address, **options) as executor:
+        with ExperimentExecutor(work, address=address, cluster=cluster, **options) as executor:
             results = executor.run(params=dict(args.param))
     except RunInterrupted as e:
         print(e.results.table())
@@ -134,6 +147,8 @@ def _run(args) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if cluster is not None:
+            cluster.close()
     print(results.table())
     for name in results.failed:
         r = results[name]
@@ -143,6 +158,27 @@ def _run(args) -> int:
         if r.stderr_path:
             print(f"(full log: {r.stderr_path})")
     return EXIT_OK if results.ok else EXIT_FAILED
+
+
+def cluster_spec(work, args) -> dict:
+    """Where to run: the file's ``cluster:`` section overridden by the command line's flags."""
+    spec = dict(getattr(work, "cluster", None) or {})
+    if args.address:
+        return {"address": args.address}
+    if args.cluster:
+        spec = {k: v for k, v in spec.items() if k != "address"}
+        spec["type"] = args.cluster
+    for key in ("jobs", "cores", "memory", "walltime", "queue", "interface"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    if args.adapt:
+        lo, sep, hi = args.adapt.partition(":")
+        if not sep or not lo.isdigit() or not hi.isdigit():
+            raise ValidationError(f"--adapt expects MIN:MAX job counts such as 0:10, got {args.adapt!r}")
+        spec["adapt"] = {"minimum_jobs": int(lo), "maximum_jobs": int(hi)}
+    if spec and "type" not in spec and "address" not in spec:
+        raise ValidationError("batch-system flags need --cluster (slurm, pbs, sge, lsf, htcondor)")
+    return spec
 
 
 def default_checkpoint_dir(work) -> str:

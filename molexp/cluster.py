@@ -48,3 +48,78 @@ def connect(*, client=None, cluster=None, address: str | None = None):
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"cannot connect to the Dask scheduler at {address}: {e}") from None
     return None, False
+
+
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+            "htcondor": "HTCondorCluster"}
+CLUSTER_KEYS = {"type", "address", "jobs", "cores", "memory", "processes", "walltime", "queue", "interface",
+                "adapt", "options"}
+
+
+def walltime_seconds(walltime: str | int | float) -> float:
+    """Seconds in a batch-system walltime: ``"D-HH:MM:SS"``, ``"HH:MM:SS"``, ``"MM:SS"``, or minutes."""
+    if isinstance(walltime, (int, float)) and not isinstance(walltime, bool):
+        return float(walltime) * 60
+    text = str(walltime).strip()
+    days = 0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = int(d)
+    parts = [float(p) for p in text.split(":")]
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(walltime)
+    if len(parts) == 1:
+        return days * 86400 + parts[0] * 60
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    h, m, s = parts
+    return days * 86400 + h * 3600 + m * 60 + s
+
+
+def make_cluster(spec: dict):
+    """A Dask cluster from a plain spec (an experiment file's ``cluster:`` section, or CLI flags).
+
+    ``{"address": "tcp://host:8786"}`` is returned as the address string. ``{"type": "slurm"|"pbs"|"sge"|
+    "lsf"|"htcondor", "jobs": N, "cores": C, "memory": "4GB", "walltime": "01:00:00", "queue": "...",
+    "interface": "ib0", "adapt": {"minimum_jobs": 0, "maximum_jobs": 10}, "options": {...}}`` makes the
+    dask-jobqueue cluster (``options`` go to its constructor) and scales it to ``jobs`` (or adapts). With a
+    walltime, workers get ``--lifetime`` (90% of it) and ``--lifetime-stagger`` (5%), so the batch system's
+    kill at the walltime retires workers gracefully instead of failing their tasks.
+    """
+    unknown = set(spec) - CLUSTER_KEYS
+    if unknown:
+        raise ConfigError(f"cluster: unknown key(s) {sorted(unknown)}; expected {sorted(CLUSTER_KEYS)}")
+    if spec.get("address"):
+        return spec["address"]
+    kind = spec.get("type")
+    if kind not in JOBQUEUE:
+        raise ConfigError(f"cluster: 'type' must be one of {sorted(JOBQUEUE)} (or give 'address'), got {kind!r}")
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ConfigError(f"cluster type {kind!r} needs dask-jobqueue: pip install 'molexp[hpc]'") from None
+    kwargs = dict(spec.get("options") or {})
+    kwargs.setdefault("cores", spec.get("cores", 1))
+    kwargs.setdefault("memory", spec.get("memory", "2GB"))
+    kwargs.setdefault("processes", spec.get("processes", 1))
+    kwargs.setdefault("scheduler_options", {"dashboard_address": ":0"})
+    for key in ("queue", "interface", "walltime"):
+        if spec.get(key) is not None:
+            kwargs.setdefault(key, spec[key])
+    if spec.get("walltime") is not None:
+        try:
+            seconds = walltime_seconds(spec["walltime"])
+        except ValueError:
+            raise ConfigError(f"cluster: walltime expects 'HH:MM:SS' (or 'D-HH:MM:SS', minutes), got "
+                              f"{spec['walltime']!r}") from None
+        extra = list(kwargs.get("worker_extra_args") or [])
+        if "--lifetime" not in extra:
+            extra += ["--lifetime", f"{int(seconds * 0.9)}s", "--lifetime-stagger", f"{int(seconds * 0.05)}s"]
+        kwargs["worker_extra_args"] = extra
+    cluster = getattr(dask_jobqueue, JOBQUEUE[kind])(**kwargs)
+    adapt = spec.get("adapt")
+    if adapt:
+        cluster.adapt(minimum_jobs=adapt.get("minimum_jobs", 0), maximum_jobs=adapt.get("maximum_jobs", 1))
+    else:
+        cluster.scale(jobs=spec.get("jobs", 1))
+    return cluster

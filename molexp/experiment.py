@@ -47,6 +47,7 @@ class Experiment:
             raise ValidationError(f"experiment {name!r}: params must be a mapping, got {type(params).__name__}")
         self.params = dict(params or {})
         self.description = description
+        self.cluster: dict[str, Any] = {}  # where `molexp run` runs it (see molexp.cluster.make_cluster)
         self.graph = TaskGraph()
         for t in tasks:
             self.add_task(t)
@@ -90,6 +91,8 @@ class Experiment:
             data["description"] = self.description
         if self.params:
             data["params"] = dict(self.params)
+        if self.cluster:
+            data["cluster"] = dict(self.cluster)
         data["tasks"] = [t.to_dict() for t in self.graph]
         return data
 
@@ -112,11 +115,15 @@ class Experiment:
         unknown = set(data) - {"name", "workdir", "params", "description", "tasks", "cluster"}
         if unknown:
             raise ValidationError(f"{source}: unknown key(s) {sorted(unknown)}; expected name, workdir, params, "
-                                  "description, tasks")
+                                  "description, cluster, sweep, tasks")
         if "name" not in data:
             raise ValidationError(f"{source}: missing 'name'")
         exp = cls(data["name"], workdir=data.get("workdir"), params=data.get("params"),
                   description=data.get("description", ""))
+        cluster = data.get("cluster") or {}
+        if not isinstance(cluster, Mapping):
+            raise ValidationError(f"{source}: 'cluster' must be a mapping, got {type(cluster).__name__}")
+        exp.cluster = dict(cluster)
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
             raise ValidationError(f"{source}: 'tasks' must be a list, got {type(tasks).__name__}")

@@ -55,7 +55,7 @@ class AdaptiveExecutor(Executor):
 
     With no ``cluster=``/``client=``/``address=`` it starts a ``LocalCluster`` (``min_workers`` single-threaded
     worker processes) and closes it afterwards; a cluster you give (a dask-jobqueue cluster included) is
-    adapted the same way. Every decision is recorded in ``decisions`` (see ``Decision``); ``report()``
+    adapted the same way, and stays adaptive after the run so it shrinks back to ``min_workers`` when idle. Every decision is recorded in ``decisions`` (see ``Decision``); ``report()``
     prints them.
     """
 
@@ -148,7 +148,8 @@ class AdaptiveExecutor(Executor):
         try:
             return self._execute(self._work if work is None else work, params, context)
         finally:
-            if adaptive is not None:
+            # On a cluster you gave, adaptivity stays on, so it shrinks back to min_workers when idle.
+            if adaptive is not None and own is not None:
                 adaptive.stop()
             if own is not None:
                 self.close()
