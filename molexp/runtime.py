@@ -202,9 +202,6 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
         if ctx.cancel.wait(delay):
             result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
             break
-    if spec.stdout_path:
-        result.stdout = _tail(spec.stdout_path)
-        result.stderr = _tail(spec.stderr_path)
     if result.status is TaskStatus.COMPLETED:
         result.failure = result.error = result.command = None
     return result
@@ -253,7 +250,7 @@ def _run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, r
                PYTHONPATH=os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]))
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     try:
-        with _cores(spec, ctx) as cores, _logs(spec, attempt) as (out, err):
+        with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err):
             rc, peak, cpu = _run_command(argv, cmd, spec, ctx, env, out, err, deadline, cores)
         result.peak_memory, result.cpu_time = peak, cpu
         if rc != 0 and not os.path.exists(value_file):
@@ -275,17 +272,27 @@ def _run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, r
 
 # -- shell tasks ------------------------------------------------------------------------------------
 
-def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult) -> None:
-    env = dict(os.environ)
-    if spec.env:
-        env.update(spec.env)
+def _task_env(spec: TaskSpec, ctx: RunContext, attempt: int) -> dict:
+    """The worker's environment (read once per process) + the task's ``env`` + molexp's variables."""
+    global _BASE_ENV
+    if _BASE_ENV is None:
+        _BASE_ENV = dict(os.environ)
+    env = {**_BASE_ENV, **spec.env} if spec.env else dict(_BASE_ENV)
     env["MOLEXP_TASK"] = spec.name
     env["MOLEXP_ATTEMPT"] = str(attempt)
     env["MOLEXP_EXPERIMENT"] = ctx.experiment
     env["MOLEXP_WORKDIR"] = ctx.workdir
+    return env
+
+
+_BASE_ENV: dict | None = None
+
+
+def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult) -> None:
+    env = _task_env(spec, ctx, attempt)
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     result.returncodes = []
-    with _cores(spec, ctx) as cores, _logs(spec, attempt) as (out, err):
+    with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err):
         for cmd in spec.commands:
             rc, peak, cpu = _run_command(_direct_argv(cmd, spec.cwd, env.get("PATH", "")), cmd, spec, ctx, env,
                                          out, err, deadline, cores)
@@ -300,15 +307,36 @@ def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult
 
 
 @contextmanager
-def _logs(spec: TaskSpec, attempt: int):
-    """The task's stdout/stderr log files: truncated on the first attempt, appended to (with a marker) after."""
-    mode = "wb" if attempt == 1 else "ab"
-    with open(spec.stdout_path, mode, buffering=0) as out, open(spec.stderr_path, mode, buffering=0) as err:  # type: ignore[arg-type]
+def _logs(spec: TaskSpec, attempt: int, result: TaskResult):
+    """The task's stdout/stderr log files (raw descriptors): truncated on the first attempt, appended to
+    (after a marker) on retries. On the way out the result gets their last lines, read from the open
+    descriptors, and only when something was written."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if attempt == 1 else os.O_APPEND)
+    out = os.open(spec.stdout_path, flags, 0o644)  # type: ignore[arg-type]
+    try:
+        err = os.open(spec.stderr_path, flags, 0o644)  # type: ignore[arg-type]
+    except BaseException:
+        os.close(out)
+        raise
+    try:
         if attempt > 1:
             marker = f"--- molexp: attempt {attempt} ---\n".encode()
-            out.write(marker)
-            err.write(marker)
+            os.write(out, marker)
+            os.write(err, marker)
         yield out, err
+    finally:
+        result.stdout, result.stderr = _tail_fd(out), _tail_fd(err)
+        os.close(out)
+        os.close(err)
+
+
+def _tail_fd(fd: int) -> str:
+    """The last lines of an open log file."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return ""
+    data = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
+    return _tail_text(data, cut=size > _TAIL_BYTES)
 
 
 @contextmanager
@@ -508,21 +536,22 @@ def _signal_name(signum: int) -> str:
 
 
 def _tail(path: str | None) -> str:
+    """The last lines of a log file, by path."""
     if not path:
         return ""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            if size == 0:
-                return ""
-            f.seek(max(0, size - _TAIL_BYTES))
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
-    text = data.decode("utf-8", "replace")
-    lines = text.splitlines()
-    if size > _TAIL_BYTES and lines:
+    try:
+        return _tail_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _tail_text(data: bytes, *, cut: bool) -> str:
+    lines = data.decode("utf-8", "replace").splitlines()
+    if cut and lines:
         lines = lines[1:]  # the first line is probably cut
     return "\n".join(lines[-_TAIL_LINES:])
 
