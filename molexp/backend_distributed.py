@@ -141,6 +141,8 @@ class DistributedBackend:
         self._collect(as_completed_of(futures), queue, until_empty=True)
 
     def _collect(self, ac, queue, *, until_empty: bool) -> None:
+        """A thread that turns finished futures into driver events. Futures are taken in batches and their
+        results fetched with one ``gather`` per batch (not one request per future)."""
         key_to_name = self._key_to_name
 
         def collect():
@@ -153,18 +155,11 @@ class DistributedBackend:
                         self._more.clear()
                         continue
                     try:
-                        future, value = next(ac)
+                        batch = ac.next_batch(block=True)
                     except StopIteration:
                         continue
-                    name = key_to_name[future.key]
-                    if future.status == "finished":
-                        queue.put(("done", name, value))
-                    elif future.status == "cancelled" and self.client.status != "running":
-                        # distributed cancels every future when the scheduler connection drops
-                        queue.put(("cluster-lost", None, self._lost_message()))
+                    if self._report(batch, queue, key_to_name):
                         break
-                    else:
-                        queue.put(("crash", name, _crash_result(name, future.status, value, key_to_name)))
             except BaseException as e:
                 queue.put(("engine-error", None, e))
             else:
@@ -174,12 +169,35 @@ class DistributedBackend:
         self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
         self._collector.start()
 
+    def _report(self, batch, queue, key_to_name) -> bool:
+        """Queue the outcome of each future of ``batch``; True when the scheduler is gone."""
+        finished = [f for f in batch if f.status == "finished"]
+        values = self.client.gather(finished, errors="skip") if finished else []
+        if len(values) != len(finished):  # a result vanished between completion and gather (lost worker)
+            values = [self.client.gather(f, errors="raise") if f.status == "finished" else None for f in finished]
+        for future, value in zip(finished, values):
+            queue.put(("done", key_to_name[future.key], value))
+        for future in batch:
+            if future.status == "finished":
+                continue
+            name = key_to_name[future.key]
+            if future.status == "cancelled" and self.client.status != "running":
+                # distributed cancels every future when the scheduler connection drops
+                queue.put(("cluster-lost", None, self._lost_message()))
+                return True
+            try:
+                error = future.exception(timeout=10) if future.status == "error" else None
+            except Exception as e:  # cancelled meanwhile, or the cluster is going
+                error = e
+            queue.put(("crash", name, _crash_result(name, future.status, error, key_to_name)))
+        return False
+
     # -- incremental submission ----------------------------------------------------------------------------
     def _start_incremental(self, compiled, queue, driver) -> None:
         from distributed import as_completed
 
         self._driver = driver
-        self._ac = as_completed(with_results=True, raise_errors=False)
+        self._ac = as_completed()
         self._more = threading.Event()
         # A task, not a scatter: it works before any worker exists (an adaptive cluster starting from zero).
         self._ctx_future = self.client.submit(_identity, self._ctx_blob, key=compiled.ctx_key, pure=False)
@@ -343,7 +361,7 @@ def _identity(x):
 def as_completed_of(futures):
     from distributed import as_completed
 
-    return as_completed(futures, with_results=True, raise_errors=False)
+    return as_completed(futures)
 
 
 def _crash_result(name: str, status: str, value, key_to_name) -> TaskResult:

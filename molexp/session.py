@@ -50,7 +50,9 @@ class RunSession:
                               context=dict(context or {}), condition=executor._condition,
                               retry_delay=cfg.retry_delay, retry_exponential_backoff=cfg.retry_exponential_backoff,
                               retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
-                              kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity)
+                              kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
+                              # running/retrying events cost a message each on a cluster: only when read
+                              report_starts=executor._progress_callback is not None or executor.client is None)
         self.compiled = compile_graph(graph, self.ctx, cfg)  # raises on bad input before anything runs
         # Takes the directory's lock, or raises before anything runs.
         self.checkpoint = Checkpoint(cfg.checkpoint_dir, exp_name, cfg.checkpoint_interval) \
