@@ -59,6 +59,22 @@ def child(graph: str, phase: str, kind: str, quick: bool, workers: int) -> dict:
         wl = graphs(kind, quick)[graph]()
     out["tasks"] = len(wl)
     out["edges"] = wl.n_edges
+    if phase in ("dask", "dask-ctx"):
+        # The same shape as a plain dask graph on dask.threaded.get: a baseline for time and memory.
+        # "dask-ctx" adds one shared data node every task depends on, as molexp's compiled graph has.
+        import dask.threaded
+
+        dsk = W.dask_graph(wl)
+        if phase == "dask-ctx":
+            dsk = {k: (v[0], "ctx", *v[1:]) if wl.kind == "python" else (v[0], v[1], "ctx", *v[2:])
+                   for k, v in dsk.items()}
+            dsk["ctx"] = {"shared": "context"}
+        t4 = time.perf_counter()
+        dask.threaded.get(dsk, [n for n, _, _ in wl.tasks], num_workers=workers)
+        out["run_s"] = time.perf_counter() - t4
+        out["per_task_ms"] = 1000 * out["run_s"] / len(wl)
+        out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return out
     with tempfile.TemporaryDirectory(prefix="molexp-scale-") as tmp:
         t0 = time.perf_counter()
         e = W.build_experiment(wl, tmp)
@@ -106,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="max_workers of the local scheduler (default 2)")
     ap.add_argument("--quick", action="store_true", help="5,000-task graphs instead of 100,000")
     ap.add_argument("--no-run", action="store_true", help="only build/validate (skip the full runs)")
+    ap.add_argument("--dask", action="store_true",
+                    help="also run each graph as a plain dask graph on dask.threaded.get (and with a shared "
+                         "context node, as molexp compiles it): time and peak RSS baselines")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="run", help=argparse.SUPPRESS)
@@ -133,13 +152,19 @@ def main(argv=None) -> int:
         builds = [spawn(g, "build", args) for _ in range(args.repeat)]
         runs = [] if args.no_run else [spawn(g, "run", args) for _ in range(args.repeat)]
         report["graphs"][g] = {"build": builds, "run": runs}
+        if args.dask:
+            for phase in ("dask", "dask-ctx"):
+                d = [spawn(g, phase, args) for _ in range(args.repeat)]
+                report["graphs"][g][phase] = d
+                print(f"  {g} plain {phase}: run {med(d, 'run_s'):.1f} s = {med(d, 'per_task_ms'):.3f} ms/task, "
+                      f"peak {med(d, 'maxrss_mb'):.0f} MB", flush=True)
         print(f"  {g}: built {med(builds, 'build_s'):.2f} s, executor {1000 * med(builds, 'executor_s'):.2f} ms, "
               f"validate {med(builds, 'validate_s'):.3f} s, peak {med(builds, 'maxrss_mb'):.0f} MB"
               + (f"; run {med(runs, 'run_s'):.1f} s, peak {med(runs, 'maxrss_mb'):.0f} MB" if runs else ""),
               flush=True)
 
     print()
-    head = (f"{'graph':<9} {'tasks':>7} {'edges':>7} {'build s':>8} {'exec ms':>8} {'valid s':>8} "
+    head = (f"{'graph':<22} {'tasks':>7} {'edges':>7} {'build s':>8} {'exec ms':>8} {'valid s':>8} "
             f"{'RSS MB':>7} {'run s':>8} {'RSS MB':>7} {'ms/task':>8} {'vs ' + ref:>10}")
     print(head)
     print("-" * len(head))
@@ -148,12 +173,17 @@ def main(argv=None) -> int:
     for g, data in rows:
         b, r = data["build"], data["run"]
         per = med(r, "per_task_ms") if r else None
-        line = (f"{g:<9} {b[0]['tasks']:>7} {b[0]['edges']:>7} {med(b, 'build_s'):>8.3f} "
+        line = (f"{g:<22} {b[0]['tasks']:>7} {b[0]['edges']:>7} {med(b, 'build_s'):>8.3f} "
                 f"{1000 * med(b, 'executor_s'):>8.3f} {med(b, 'validate_s'):>8.3f} {med(b, 'maxrss_mb'):>7.0f} ")
         if r:
             line += (f"{med(r, 'run_s'):>8.2f} {med(r, 'maxrss_mb'):>7.0f} {per:>8.3f} "
                      f"{per / ref_ms:>9.2f}x")
         print(line)
+        if g in names and args.dask:
+            for phase in ("dask", "dask-ctx"):
+                d = data[phase]
+                print(f"{g + ' ' + phase:<22} {d[0]['tasks']:>7} {d[0]['edges']:>7} {'(plain dask.threaded.get)':>33} "
+                      f"{med(d, 'run_s'):>8.2f} {med(d, 'maxrss_mb'):>7.0f} {med(d, 'per_task_ms'):>8.3f}")
     print(f"# RSS MB = driver peak ru_maxrss (first after build+validate, then after the run); idle child "
           f"{med(idle, 'maxrss_mb'):.0f} MB. 'vs {ref}' = ms/task relative to the 1,000-task graph's.")
     print(f"# total {time.perf_counter() - t_start:.1f} s")
