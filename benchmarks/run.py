@@ -49,7 +49,17 @@ def machine_info() -> dict:
         mx = molexp.__version__
     except Exception:
         mx = "?"
-    return {"nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu": cpu,
+    rev = "?"
+    try:
+        import subprocess
+
+        import molexp
+        root = Path(molexp.__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "?"
+    except Exception:
+        pass
+    return {"molexp_git": rev, "nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu": cpu,
             "python": platform.python_version(), "dask": dask.__version__,
             "distributed": distributed.__version__, "molexp": mx, "platform": platform.platform()}
 
@@ -232,7 +242,7 @@ def main(argv=None) -> int:
 
     info = machine_info()
     print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, dask {info['dask']}, "
-          f"distributed {info['distributed']}, molexp {info['molexp']}")
+          f"distributed {info['distributed']}, molexp {info['molexp']} ({info['molexp_git']})")
     print(f"# {'quick sizes' if args.quick else 'full sizes'}, median of {repeat}; seconds of wall time")
     wls = [W.get(n, quick=args.quick) for n in names]
     clusters = None if args.no_distributed else Clusters()
