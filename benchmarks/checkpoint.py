@@ -87,6 +87,11 @@ def main(argv=None) -> int:
     size = statistics.median(s["bytes"] for s in samples["on"])
     wired = files > 0
     overhead = 100 * (on - off) / off
+    from run import machine_info
+
+    info = machine_info()
+    print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, dask {info['dask']}, "
+          f"molexp {info['molexp']} ({info['molexp_git']})")
     print(f"# checkpoint overhead: {n} `true` tasks, max_workers={args.workers}, median of {repeat} "
           f"(alternating), checkpoint_interval={args.interval or 'default'}")
     print(f"{'variant':<16} {'median s':>9} {'ms/task':>8}  samples")
@@ -102,7 +107,7 @@ def main(argv=None) -> int:
     if not all(s["ok"] for v in samples.values() for s in v):
         print("# WARNING: some runs did not complete every task")
     if args.json:
-        Path(args.json).write_text(json.dumps({"tasks": n, "repeat": repeat, "workers": args.workers,
+        Path(args.json).write_text(json.dumps({"machine": info, "tasks": n, "repeat": repeat, "workers": args.workers,
                                                "interval": args.interval, "median_off": off, "median_on": on,
                                                "overhead_pct": overhead, "checkpoint_written": wired,
                                                "samples": samples}, indent=1))

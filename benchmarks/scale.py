@@ -144,7 +144,12 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     idle = [spawn("-", "idle", args) for _ in range(args.repeat)]
     small = [spawn("W1", "run", args) for _ in range(args.repeat)]
-    report: dict = {"kind": args.kind, "workers": args.workers, "quick": args.quick, "repeat": args.repeat,
+    from run import machine_info
+
+    info = machine_info()
+    print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, dask {info['dask']}, "
+          f"molexp {info['molexp']} ({info['molexp_git']})", flush=True)
+    report: dict = {"machine": info, "kind": args.kind, "workers": args.workers, "quick": args.quick, "repeat": args.repeat,
                     "idle": idle, "reference": small, "graphs": {}}
     print(f"  idle (import molexp) peak RSS {med(idle, 'maxrss_mb'):.0f} MB; {ref}: "
           f"{med(small, 'run_s'):.3f} s = {med(small, 'per_task_ms'):.3f} ms/task", flush=True)
