@@ -105,6 +105,7 @@ class DistributedBackend:
         self._collector: threading.Thread | None = None
         self._stop = threading.Event()
         self._stopped_submitting = False
+        self._cancelled: set[str] = set()  # futures molexp itself cancelled
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
 
@@ -161,7 +162,10 @@ class DistributedBackend:
                     if self._report(batch, queue, key_to_name):
                         break
             except BaseException as e:
-                queue.put(("engine-error", None, e))
+                if self._connection_lost():  # e.g. a gather cut short by the scheduler's death
+                    queue.put(("cluster-lost", None, self._lost_message()))
+                else:
+                    queue.put(("engine-error", None, e))
             else:
                 if until_empty:
                     queue.put(("engine-done", None, None))
@@ -181,7 +185,7 @@ class DistributedBackend:
             if future.status == "finished":
                 continue
             name = key_to_name[future.key]
-            if future.status == "cancelled" and self.client.status != "running":
+            if future.status == "cancelled" and name not in self._cancelled and self._connection_lost():
                 # distributed cancels every future when the scheduler connection drops
                 queue.put(("cluster-lost", None, self._lost_message()))
                 return True
@@ -317,12 +321,22 @@ class DistributedBackend:
             unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
             self._ready.clear()
         pending = [n for n in names if n in self._futures and not self._futures[n].done()]
+        self._cancelled.update(pending)
         if pending:
             try:
                 self.client.cancel([self._futures[n] for n in pending])
             except Exception:  # the cluster may be gone already; the driver reports that
                 pass
         return unsubmitted + pending
+
+    def _connection_lost(self, wait: float = 3.0) -> bool:
+        """True when the client has lost its scheduler (it may take a moment to notice)."""
+        deadline = time.monotonic() + wait
+        while self.client.status == "running":
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _lost_message(self) -> str:
         address = getattr(getattr(self.client, "scheduler", None), "address", "?")

@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dask.delayed import Delayed
@@ -26,6 +25,7 @@ from .task import LocalTask, PythonTask, Task
 
 log = logging.getLogger("molexp")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]")
+_SAFE = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]*")
 
 
 @dataclass
@@ -87,19 +87,20 @@ def task_key(run_id: str, name: str) -> str:
     return f"{group.group(0) if group else 'task'}-{digest}-{name}"
 
 
-def log_paths(log_dir: Path, name: str) -> tuple[str, str]:
+def log_paths(log_dir: str, name: str) -> tuple[str, str]:
     """Per-task stdout/stderr log files (names made safe for any task name)."""
-    safe = _UNSAFE.sub("_", name)
-    if safe != name:
-        safe += "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
-    return str(log_dir / f"{safe}.out"), str(log_dir / f"{safe}.err")
+    safe = name
+    if not _SAFE.fullmatch(name):
+        safe = _UNSAFE.sub("_", name) + "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
+    base = f"{log_dir}/{safe}"
+    return base + ".out", base + ".err"
 
 
 def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Compiled:
     """Validate, render templates and build the Dask graph. Raises before anything runs."""
     order = graph.topological_order()
-    workdir = Path(ctx.workdir)
-    log_dir = workdir / ".molexp" / _UNSAFE.sub("_", ctx.experiment) / "logs"
+    workdir = ctx.workdir
+    log_dir = os.path.join(workdir, ".molexp", _UNSAFE.sub("_", ctx.experiment), "logs")
     params = ctx.params
     environ = os.environ
 
@@ -114,7 +115,7 @@ def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) ->
         keys[name] = key
         spec = _spec(t, ctx, config, params, environ, workdir, log_dir)
         if spec.stdout_path and not made_log_dir:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            os.makedirs(log_dir, exist_ok=True)
             made_log_dir = True
         specs[name] = spec
         dsk[key] = (run_task, spec, ctx_key, *[keys[d] for d in t.deps])
@@ -126,8 +127,8 @@ def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) ->
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,
-          workdir: Path, log_dir: Path) -> TaskSpec:
-    cwd = str(workdir / t.cwd) if t.cwd is not None else str(workdir)
+          workdir: str, log_dir: str) -> TaskSpec:
+    cwd = os.path.join(workdir, t.cwd) if t.cwd is not None else workdir
     retries = t.retries if t.retries is not None else config.retry_attempts
     timeout = t.timeout if t.timeout is not None else config.task_timeout
     memory = t.resources.get("memory")
@@ -141,7 +142,8 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
                   retries=retries, memory_limit=memory, condition=t.condition, cores=t.resources.get("cores", 1))
     if isinstance(t, LocalTask):
         out, err = log_paths(log_dir, t.name)
-        return TaskSpec(kind="shell", commands=tuple(t.render(params, environ)), stdout_path=out,
+        commands = tuple(t.render(params, environ)) if any("$" in c for c in t.commands) else tuple(t.commands)
+        return TaskSpec(kind="shell", commands=commands, stdout_path=out,
                         stderr_path=err, **common)
     if isinstance(t, PythonTask):
         names, varkw = t.accepts()

@@ -479,13 +479,20 @@ def _kill_group(pgid: int, sig: int) -> None:
         pass
 
 
+_rss_cache = [0.0, 0]
+
+
 def _own_rss() -> int:
-    """This process's resident memory in bytes."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    """This process's resident memory in bytes (read at most once a second)."""
+    now = time.monotonic()
+    if now - _rss_cache[0] > 1.0:
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                _rss_cache[1] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            _rss_cache[1] = 0
+        _rss_cache[0] = now
+    return _rss_cache[1]
 
 
 class _MemoryWatch:

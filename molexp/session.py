@@ -52,7 +52,7 @@ class RunSession:
                               retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
                               kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
                               # running/retrying events cost a message each on a cluster: only when read
-                              report_starts=executor._progress_callback is not None or executor.client is None)
+                              report_starts=executor._progress_callback is not None)
         self.compiled = compile_graph(graph, self.ctx, cfg)  # raises on bad input before anything runs
         # Takes the directory's lock, or raises before anything runs.
         self.checkpoint = Checkpoint(cfg.checkpoint_dir, exp_name, cfg.checkpoint_interval) \

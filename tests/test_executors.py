@@ -90,7 +90,7 @@ def test_break_leaves_nothing_running(project, target):
     stream = StreamExecutor(progress=False, max_workers=2, kill_grace=2, **target)
     t0 = time.monotonic()
     for result in stream.execute_stream(g):
-        assert result.name == "first"
+        assert result.name == "first", result
         break
     assert time.monotonic() - t0 < 20
     deadline = time.monotonic() + 5
