@@ -131,20 +131,22 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
     cwd = os.path.join(workdir, t.cwd) if t.cwd is not None else workdir
     retries = t.retries if t.retries is not None else config.retry_attempts
     timeout = t.timeout if t.timeout is not None else config.task_timeout
-    memory = t.resources.get("memory")
+    memory = t.resources.get("memory") if t.resources else None
     if memory is not None:
         from dask.utils import parse_bytes
 
         memory = parse_bytes(memory)
     else:
         memory = config.max_memory_per_task
-    common = dict(name=t.name, task=t, deps=tuple(t.deps), cwd=cwd, env=t.env or None, timeout=timeout,
-                  retries=retries, memory_limit=memory, condition=t.condition, cores=t.resources.get("cores", 1))
+    cores = t.resources.get("cores", 1) if t.resources else 1
     if isinstance(t, LocalTask):
         out, err = log_paths(log_dir, t.name)
         commands = tuple(t.render(params, environ)) if any("$" in c for c in t.commands) else tuple(t.commands)
-        return TaskSpec(kind="shell", commands=commands, stdout_path=out,
-                        stderr_path=err, **common)
+        return TaskSpec(name=t.name, kind="shell", task=t, deps=tuple(t.deps), commands=commands, cwd=cwd,
+                        env=t.env or None, timeout=timeout, retries=retries, memory_limit=memory,
+                        condition=t.condition, stdout_path=out, stderr_path=err, cores=cores)
+    common = dict(name=t.name, task=t, deps=tuple(t.deps), cwd=cwd, env=t.env or None, timeout=timeout,
+                  retries=retries, memory_limit=memory, condition=t.condition, cores=cores)
     if isinstance(t, PythonTask):
         names, varkw = t.accepts()
         call = {k: v for k, v in t.kwargs.items()}

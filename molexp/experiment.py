@@ -64,6 +64,16 @@ class Experiment:
     def __len__(self) -> int:
         return len(self.graph)
 
+    def _repr_html_(self) -> str:
+        from ._html import table
+
+        rows = []
+        for t in self.graph:
+            what = "; ".join(t.commands) if isinstance(t, LocalTask) else getattr(t.func, "__qualname__", str(t.func))
+            rows.append([t.name, t.kind, ", ".join(t.deps), what])
+        caption = f"Experiment {self.name!r}: {len(self.graph)} tasks, workdir {self.workdir}"
+        return table(caption, ["task", "type", "depends on", "runs"], rows)
+
     def visualize(self, statuses=None, format: str = "auto"):
         """A picture of the task graph, coloured by ``statuses`` (e.g. a run's ``Results``) when given.
 

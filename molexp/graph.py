@@ -19,6 +19,7 @@ class TaskGraph:
     def __init__(self, tasks: Iterable[Task] = ()):
         self._tasks: dict[str, Task] = {}
         self._order: list[str] | None = None
+        self._dependents: dict[str, list[str]] | None = None
         for t in tasks:
             self.add_task(t)
 
@@ -39,7 +40,7 @@ class TaskGraph:
                 if dep not in task.deps:
                     task.deps.append(dep)
         self._tasks[task.name] = task
-        self._order = None
+        self._order = self._dependents = None
         return task
 
     # -- mapping-like access ----------------------------------------------------------------------------
@@ -61,12 +62,15 @@ class TaskGraph:
         return self._tasks
 
     def dependents(self) -> dict[str, list[str]]:
-        """name -> names of the tasks that depend on it."""
+        """name -> names of the tasks that depend on it (computed once per validated graph; do not modify)."""
+        if self._dependents is not None and self._order is not None:
+            return self._dependents
         out: dict[str, list[str]] = {n: [] for n in self._tasks}
         for t in self._tasks.values():
             for d in t.deps:
                 if d in out:
                     out[d].append(t.name)
+        self._dependents = out
         return out
 
     # -- validation and order -----------------------------------------------------------------------------
@@ -88,6 +92,7 @@ class TaskGraph:
                     raise GraphError(f"task {name!r} depends on {d!r}, which is not in the graph"
                                      + _did_you_mean(d, tasks))
             indegree[name] = len(t.deps)
+        self._dependents = None
         dependents = self.dependents()
         ready = [n for n, k in indegree.items() if k == 0]
         order: list[str] = []

@@ -231,14 +231,23 @@ def _internal(obj: dict) -> dict:
     }
 
 
-def _snapshot_bytes(state: dict) -> bytes:
+def _snapshot_bytes(state: dict, encoded: dict[str, str] | None = None) -> bytes:
     """JSON, one task per line (readable, grep-able), built with the C encoder (``indent=`` is pure Python, ~10x
-    slower)."""
+    slower). ``encoded`` caches each record's JSON between snapshots (a snapshot every N records must not
+    re-encode every record each time)."""
     head = {k: v for k, v in state.items() if k != "records"}
     parts = ["{\n"]
     parts += [f" {_ENCODER.encode(k)}: {_ENCODER.encode(v)},\n" for k, v in head.items()]
     parts.append(' "records": {')
-    parts.append(",".join(f"\n  {_ENCODER.encode(k)}: {_ENCODER.encode(v)}" for k, v in state["records"].items()))
+    cache = {} if encoded is None else encoded
+
+    def line(name: str, rec: dict) -> str:
+        text = cache.get(name)
+        if text is None:
+            text = cache[name] = f"\n  {_ENCODER.encode(name)}: {_ENCODER.encode(rec)}"
+        return text
+
+    parts.append(",".join(line(k, v) for k, v in state["records"].items()))
     parts.append("\n }\n}\n")
     return "".join(parts).encode("ascii")
 
@@ -527,6 +536,7 @@ class Journal:
     def _start(self) -> None:
         loaded = _load(self.path, self.experiment)
         self._records: dict[str, dict] = loaded.records
+        self._encoded: dict[str, str] = {}  # name -> the record's JSON in the snapshot
         self._since_snapshot = 0
         self._values_dir = self.path / VALUES_DIR
         log_path = self.path / JOURNAL_NAME
@@ -583,7 +593,7 @@ class Journal:
             line = _dumps_line(entry)        # fail before anything is written
         except (TypeError, ValueError) as exc:
             raise TypeError(f"result of task {name!r} is not JSON-serialisable: {exc}") from None
-        stored = _internal(_DECODER.decode(line.decode("ascii")))   # what a reader will see (tuples -> lists...)
+        stored = _internal(entry)  # the caller's result is plain JSON data (lists, dicts): as a reader sees it
         if value_file is not None:
             payload = cloudpickle.dumps(value)
             self._values_dir.mkdir(exist_ok=True)
@@ -599,6 +609,7 @@ class Journal:
             raise
         previous = self._records.get(name)
         self._records[name] = stored
+        self._encoded.pop(name, None)
         self._n_records += 1
         if previous is not None and previous["value"] and previous["value"] != value_file:
             try:
@@ -607,9 +618,9 @@ class Journal:
                 pass
         self._since_snapshot += 1
         if self.snapshot_interval and self._since_snapshot >= self.snapshot_interval:
-            self.snapshot()
+            self.snapshot(durable=False)
 
-    def snapshot(self) -> None:
+    def snapshot(self, durable: bool = True) -> None:
         """Write ``workflow_state.json`` (experiment, time, latest record per task, counts by status) atomically."""
         self._check_open()
         state = {
@@ -622,8 +633,9 @@ class Journal:
             "counts": _counts(self._records),
             "records": self._records,
         }
-        data = _snapshot_bytes(state)
-        _atomic_write(self.path / SNAPSHOT_NAME, data, fsync=True)
+        data = _snapshot_bytes(state, self._encoded)
+        # Atomic replace survives a crash of this process; the fsync (power loss) is left to close().
+        _atomic_write(self.path / SNAPSHOT_NAME, data, fsync=durable)
         self._since_snapshot = 0
 
     # ----------------------------------------------------------------------------------------- reading

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from dask.utils import format_bytes
@@ -120,9 +120,10 @@ class TaskResult:
 
     def to_record(self) -> dict:
         """A JSON-friendly dict of everything but ``value``."""
-        record = asdict(self)
-        record.pop("value")
+        record = {f: getattr(self, f) for f in _RECORD_FIELDS}
         record["status"] = self.status.value
+        record["returncodes"] = list(self.returncodes)
+        record["attempt_log"] = [a.__dict__.copy() for a in self.attempt_log]
         record["duration"] = self.duration
         return record
 
@@ -136,6 +137,7 @@ class TaskResult:
 
 
 _RESULT_FIELDS = frozenset(TaskResult.__dataclass_fields__) - {"value"}
+_RECORD_FIELDS = tuple(f for f in TaskResult.__dataclass_fields__ if f != "value")
 
 
 class Results(Mapping):
@@ -205,6 +207,38 @@ class Results(Mapping):
         lines.append(f"{s['completed']} completed, {s['cached']} cached, {s['failed']} failed, "
                      f"{s['skipped']} skipped in {self.wall_time:.2f}s")
         return "\n".join(line.rstrip() for line in lines)
+
+    def to_records(self) -> list[dict]:
+        """One plain dict per task (every ``TaskResult`` field, ``value`` included, plus ``duration``), for
+        analysis: ``pandas.DataFrame(results.to_records())``, JSON, CSV."""
+        records = []
+        for r in self._results.values():
+            record = r.to_record()
+            record["value"] = r.value
+            records.append(record)
+        return records
+
+    def to_dataframe(self):
+        """The results as a ``pandas.DataFrame`` indexed by task name (needs pandas installed)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Results.to_dataframe() needs pandas: pip install pandas "
+                              "(or use Results.to_records())") from None
+        return pd.DataFrame(self.to_records()).set_index("name")
+
+    def _repr_html_(self) -> str:
+        from ._html import table
+
+        rows = [[r.name, r.status.value, str(r.attempts or ""),
+                 "" if r.duration is None else f"{r.duration:.2f}s",
+                 "" if r.peak_memory is None else format_bytes(r.peak_memory),
+                 r.reason or (f"{r.failure}: {_first_line(r.error)}" if r.failure else "")]
+                for r in self._results.values()]
+        s = self.summary()
+        caption = (f"{s['completed']} completed, {s['cached']} cached, {s['failed']} failed, {s['skipped']} "
+                   f"skipped in {self.wall_time:.2f}s")
+        return table(caption, ["task", "status", "tries", "time", "peak mem", "detail"], rows, status_column=1)
 
     def timeline(self):
         """A Gantt chart of this run (``molexp.visualize.Timeline``): shows itself in Jupyter, ``.save(path)``."""

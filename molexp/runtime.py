@@ -31,7 +31,7 @@ _TAIL_BYTES = 4096   # how much of each log the result keeps
 _TAIL_LINES = 20
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TaskSpec:
     """A task compiled for one run: everything a worker needs, nothing it does not."""
 

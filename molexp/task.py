@@ -285,9 +285,12 @@ def _dep_names(name: str, deps: Any) -> list[str]:
     return out
 
 
+_EMPTY: Mapping = {}
+
+
 def _mapping(name: str, field: str, value: Any) -> Mapping:
     if value is None:
-        return {}
+        return _EMPTY
     if not isinstance(value, Mapping):
         raise TaskDefinitionError(f"task {name!r}: {field} must be a mapping, got {type(value).__name__}")
     for k in value:
@@ -319,6 +322,9 @@ def _opt_int(name: str, field: str, value: Any, minimum: int | None = None) -> i
 
 
 def _resources(name: str, resources: Any) -> dict[str, Any]:
+    if not resources:
+        if resources is None or isinstance(resources, Mapping):
+            return {}
     resources = dict(_mapping(name, "resources", resources))
     for key, value in resources.items():
         if key == "memory":
