@@ -87,7 +87,8 @@ def test_break_leaves_nothing_running(project, target):
     for i in range(3):
         g.add_task(LocalTask(f"long-{i}", commands=[f"sleep 65.{i}5"]))
     g.add_task(LocalTask("later", commands=["true"], deps=["long-0"]))
-    stream = StreamExecutor(progress=False, max_workers=2, kill_grace=2, **target)
+    # enough threads for all four to start at once: which ready task Dask starts first is its own choice
+    stream = StreamExecutor(progress=False, max_workers=4, kill_grace=2, **target)
     t0 = time.monotonic()
     for result in stream.execute_stream(g):
         assert result.name == "first", result
