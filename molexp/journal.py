@@ -466,8 +466,13 @@ def _release_lock(fd: int) -> None:
         os.ftruncate(fd, 0)      # clear the holder info while still holding the lock
     except OSError:
         pass
+    try:
+        # Unlock explicitly: a copy of the descriptor in a forked child would otherwise keep the lock.
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
     finally:
-        os.close(fd)             # closing the last descriptor releases the flock
+        os.close(fd)
 
 
 _LIVE: "weakref.WeakSet[Journal]" = weakref.WeakSet()
