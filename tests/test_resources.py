@@ -24,7 +24,7 @@ def wait_gone(fragment, timeout=5.0):
 def test_memory_limit_kills_the_task_and_reports_peak(project, target):
     e = Experiment("mem", workdir=project)
     e.add_task(LocalTask("hog", commands=[ALLOC.format(mb=500, hold=30.5)]))
-    e.add_task(LocalTask("small", commands=[ALLOC.format(mb=50, hold=0.3)]))
+    e.add_task(LocalTask("small", commands=[ALLOC.format(mb=50, hold=0.8)]))  # long enough to be sampled
     results = ExperimentExecutor(e, progress=False, fault_tolerance="continue", max_memory_per_task="200MB",
                                  **target).run()
     hog, small = results["hog"], results["small"]
@@ -162,7 +162,7 @@ def test_workers_declaring_memory_never_run_more_than_they_hold(project):
 
 def test_seed_resource_snippet_runs_as_written_and_usage_table(project):
     e = Experiment("seed-res", workdir=project)
-    e.add_task(LocalTask("work", commands=[ALLOC.format(mb=30, hold=0.1)]))
+    e.add_task(LocalTask("work", commands=[ALLOC.format(mb=30, hold=0.8)]))  # sampled every 0.2 s
     executor = ExperimentExecutor(e, progress=False)
     exec(compile(snippet("workflow-execution.md", "Resource Management"), "guide", "exec"), {"executor": executor})
     assert executor.config.max_memory_per_task == 4 * 10**9
