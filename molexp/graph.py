@@ -144,18 +144,6 @@ class TaskGraph:
             length[n] = 1 + max((length[m] for m in dependents[n]), default=0)
         return length
 
-    def downstream_closure(self, names: Iterable[str]) -> set[str]:
-        """The given tasks and every task downstream of them."""
-        dependents = self.dependents()
-        out: set[str] = set()
-        stack = list(names)
-        while stack:
-            n = stack.pop()
-            if n not in out:
-                out.add(n)
-                stack.extend(dependents[n])
-        return out
-
     def __repr__(self) -> str:
         return f"<TaskGraph {len(self._tasks)} tasks>"
 

@@ -116,3 +116,21 @@ def test_workdir_default_is_current_directory(project):
     e = Experiment("here")
     e.add_task(LocalTask("t", commands=["pwd"]))
     assert ExperimentExecutor(e, progress=False).run()["t"].stdout == os.getcwd()
+
+
+def test_the_compiled_graph_is_one_dask_delayed_per_task_with_readable_keys(project):
+    import queue
+
+    import dask
+
+    from molexp.compile import compile_graph
+    from molexp.config import ExecutionConfig
+    from molexp.runtime import LocalCancel, LocalSink, RunContext
+
+    e = small_experiment(project)
+    ctx = RunContext("run1", e.name, str(project), LocalSink(queue.SimpleQueue()), LocalCancel(), params=e.params)
+    delayed = compile_graph(e.graph, ctx, ExecutionConfig()).delayed()
+    assert list(delayed) == ["write", "check", "make_numbers", "total"]
+    assert delayed["write"].key.endswith("-write") and delayed["make_numbers"].key.startswith("make-")
+    (total,) = dask.compute(delayed["total"], scheduler="threads")
+    assert total.status == "completed" and total.value == 60
