@@ -99,7 +99,6 @@ class DistributedBackend:
         self.window = window
         self.throttle = throttle
         self.tick = 0.1 if throttle is not None else 0.5
-        self.workers = None
         self._futures: dict[str, object] = {}
         self._topic: str | None = None
         self._collector: threading.Thread | None = None

@@ -289,16 +289,7 @@ class _View:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.svg`` (the picture) or ``.html`` (a complete page that opens offline). Returns the path."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix == ".svg":
-            p.write_text(self.svg(), encoding="utf-8")
-        elif suffix in (".html", ".htm"):
-            p.write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>molexp graph</title>'
-                         f"</head><body>{self.html()}</body></html>\n", encoding="utf-8")
-        else:
-            raise ValueError(f"save: expected a .svg or .html path, got {os.fspath(path)!r}")
-        return p
+        return _save(path, self.svg, self.html, "molexp graph")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {len(self.graph)} tasks>"
@@ -512,18 +503,23 @@ class Timeline:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.svg`` or ``.html`` (a complete page that opens offline). Returns the path."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix == ".svg":
-            p.write_text(self.svg, encoding="utf-8")
-        elif suffix in (".html", ".htm"):
-            p.write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>molexp timeline'
-                         f"</title></head><body>{self.svg}</body></html>\n", encoding="utf-8")
-        else:
-            raise ValueError(f"save: expected a .svg or .html path, got {os.fspath(path)!r}")
-        return p
+        return _save(path, lambda: self.svg, lambda: self.svg, "molexp timeline")
 
 
 def timeline(results: Mapping[str, Any], **options: Any) -> Timeline:
     """``Timeline(timeline_svg(results, **options))``: what ``Results.timeline()`` returns."""
     return Timeline(timeline_svg(results, **options))
+
+
+def _save(path: str | os.PathLike, svg, body, title: str) -> Path:
+    """Write ``svg()`` to a ``.svg`` path, or ``body()`` in a complete offline page to a ``.html`` path."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".svg":
+        p.write_text(svg(), encoding="utf-8")
+    elif suffix in (".html", ".htm"):
+        p.write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+                     f"</head><body>{body()}</body></html>\n", encoding="utf-8")
+    else:
+        raise ValueError(f"save: expected a .svg or .html path, got {os.fspath(path)!r}")
+    return p
