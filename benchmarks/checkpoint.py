@@ -91,7 +91,7 @@ def main(argv=None) -> int:
 
     info = machine_info()
     print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, dask {info['dask']}, "
-          f"molexp {info['molexp']} ({info['molexp_git']})")
+          f"molexp {info['molexp']} ({info['molexp_git']}), scratch {info['scratch']}")
     print(f"# checkpoint overhead: {n} `true` tasks, max_workers={args.workers}, median of {repeat} "
           f"(alternating), checkpoint_interval={args.interval or 'default'}")
     print(f"{'variant':<16} {'median s':>9} {'ms/task':>8}  samples")

@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import threading
+import tempfile
 import time
 import logging
 from pathlib import Path
@@ -61,7 +62,8 @@ def machine_info() -> dict:
         pass
     return {"molexp_git": rev, "nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu": cpu,
             "python": platform.python_version(), "dask": dask.__version__,
-            "distributed": distributed.__version__, "molexp": mx, "platform": platform.platform()}
+            "distributed": distributed.__version__, "molexp": mx, "platform": platform.platform(),
+            "scratch": tempfile.gettempdir()}
 
 
 class Clusters:
@@ -242,7 +244,8 @@ def main(argv=None) -> int:
 
     info = machine_info()
     print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, dask {info['dask']}, "
-          f"distributed {info['distributed']}, molexp {info['molexp']} ({info['molexp_git']})")
+          f"distributed {info['distributed']}, molexp {info['molexp']} ({info['molexp_git']}), "
+          f"scratch {info['scratch']}")
     print(f"# {'quick sizes' if args.quick else 'full sizes'}, median of {repeat}; seconds of wall time")
     wls = [W.get(n, quick=args.quick) for n in names]
     clusters = None if args.no_distributed else Clusters()

@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 
     info = machine_info()
     print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, dask {info['dask']}, "
-          f"molexp {info['molexp']} ({info['molexp_git']})", flush=True)
+          f"molexp {info['molexp']} ({info['molexp_git']}), scratch {info['scratch']}", flush=True)
     report: dict = {"machine": info, "kind": args.kind, "workers": args.workers, "quick": args.quick, "repeat": args.repeat,
                     "idle": idle, "reference": small, "graphs": {}}
     print(f"  idle (import molexp) peak RSS {med(idle, 'maxrss_mb'):.0f} MB; {ref}: "
