@@ -32,7 +32,7 @@ class ExecutionConfig:
     Limits: ``task_timeout=None`` seconds per task; ``kill_grace=5`` s between SIGTERM and SIGKILL;
     ``max_memory_per_task=None`` (e.g. ``"4GB"``); ``cpu_affinity=False``; ``priority_scheduling=False``.
     Progress: ``progress=True`` shows a tqdm bar.
-    Checkpoints: ``checkpoint_dir=None``, ``checkpoint_interval=100`` task outcomes between snapshots,
+    Checkpoints: ``checkpoint_dir=None``, ``checkpoint_interval=100`` task outcomes (at least) between snapshots,
     ``auto_resume=False``.
     """
 

@@ -21,8 +21,10 @@ Files in the directory
 ``workflow_state.json``
     A consolidated snapshot (experiment, time, latest record per task, counts by status) for humans and
     ``molexp status``; written atomically (temporary file + fsync + ``os.replace``) every ``snapshot_interval`` records
-    and at ``close()``. On open it is validated and cross-checked (a log with fewer records than the snapshot says
-    it had is reported as truncated), but the log wins. If the log is missing, the snapshot's records seed a new log.
+    and at ``close()``. A snapshot rewrites every record, so on large runs they are spaced further apart: writing
+    them takes at most 2% of the run's time (the log has every outcome the moment it happens either way). On open
+    it is validated and cross-checked (a log with fewer records than the snapshot says it had is reported as
+    truncated), but the log wins. If the log is missing, the snapshot's records seed a new log.
 ``journal.lock``
     Held with ``fcntl.flock(LOCK_EX | LOCK_NB)`` while a ``Journal`` is open; holds the holder's pid and host as JSON.
     The kernel drops a flock when its process dies, so a ``kill -9``-ed run leaves no stale lock to clean up.
@@ -67,6 +69,7 @@ import re
 import socket
 import time
 import weakref
+from collections.abc import Iterable
 
 import cloudpickle
 
@@ -169,8 +172,26 @@ def _atomic_write(path: pathlib.Path, data: bytes, *, fsync: bool) -> None:
 
 
 # ensure_ascii: a line is pure ASCII, and json escapes every control character, so there is no raw newline inside.
+# At most this share of a run's time goes to writing periodic snapshots (see Journal.snapshot).
+_SNAPSHOT_SHARE = 0.02
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True)
 _DECODER = json.JSONDecoder()
+_json_str = json.encoder.encode_basestring_ascii   # a str as a JSON string literal (C, pure ASCII)
+
+
+def _no_json(o):
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+# The C encoder behind _ENCODER, made once (JSONEncoder.encode builds one per call): the journal's hot path.
+_c_encode = json.encoder.c_make_encoder(None, _no_json, _json_str, None, ":", ",", False, False, True) \
+    if json.encoder.c_make_encoder is not None else None
+
+
+def _encode(obj) -> str:
+    if _c_encode is None:
+        return _ENCODER.encode(obj)
+    return "".join(_c_encode(obj, 0))
 
 
 def _dumps_line(obj: dict) -> bytes:
@@ -191,10 +212,23 @@ def _public(rec: dict) -> dict:
     return {
         "fingerprint": rec["fingerprint"],
         "status": rec["status"],
-        "result": copy.deepcopy(rec["result"]),
+        "result": json.loads(rec["result"]) if isinstance(rec["result"], str) else copy.deepcopy(rec["result"]),
         "has_value": rec["value"] is not None,
         "time": rec["time"],
     }
+
+
+def _check_record_args(name, fingerprint, status, result) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"task name must be a str, got {type(name).__name__}")
+    if not isinstance(fingerprint, str):
+        raise TypeError(f"fingerprint of task {name!r} must be a str, got {type(fingerprint).__name__}")
+    if not isinstance(status, str) or not status:
+        raise TypeError(f"status of task {name!r} must be a non-empty str, got {status!r}")
+    if not isinstance(result, (dict, str)):
+        raise TypeError(f"result of task {name!r} must be a dict, got {type(result).__name__}")
+    if isinstance(result, str) and not result.startswith("{"):
+        raise TypeError(f"result of task {name!r} must be a dict or the JSON text of one, got {result!r:.80}")
 
 
 def _counts(records: dict[str, dict]) -> dict[str, int]:
@@ -231,25 +265,17 @@ def _internal(obj: dict) -> dict:
     }
 
 
-def _snapshot_bytes(state: dict, encoded: dict[str, str] | None = None) -> bytes:
-    """JSON, one task per line (readable, grep-able), built with the C encoder (``indent=`` is pure Python, ~10x
-    slower). ``encoded`` caches each record's JSON between snapshots (a snapshot every N records must not
-    re-encode every record each time)."""
-    head = {k: v for k, v in state.items() if k != "records"}
-    parts = ["{\n"]
-    parts += [f" {_ENCODER.encode(k)}: {_ENCODER.encode(v)},\n" for k, v in head.items()]
-    parts.append(' "records": {')
-    cache = {} if encoded is None else encoded
+def _entry_text(name: str, rec: dict) -> str:
+    """One record's line in the snapshot's "records" object (name: record)."""
+    return f"\n  {_json_str(name)}: {_ENCODER.encode(rec)}"
 
-    def line(name: str, rec: dict) -> str:
-        text = cache.get(name)
-        if text is None:
-            text = cache[name] = f"\n  {_ENCODER.encode(name)}: {_ENCODER.encode(rec)}"
-        return text
 
-    parts.append(",".join(line(k, v) for k, v in state["records"].items()))
-    parts.append("\n }\n}\n")
-    return "".join(parts).encode("ascii")
+def _snapshot_bytes(state: dict, entries: Iterable[str]) -> bytes:
+    """JSON, one task per line (readable, grep-able), from each record's cached text (``_entry_text``): a
+    snapshot every N records must not re-encode every record each time (``indent=`` would be pure Python, ~10x
+    slower)."""
+    head = "".join(f" {_json_str(k)}: {_ENCODER.encode(v)},\n" for k, v in state.items())
+    return f'{{\n{head} "records": {{{",".join(entries)}\n }}\n}}\n'.encode("ascii")
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -541,7 +567,10 @@ class Journal:
     def _start(self) -> None:
         loaded = _load(self.path, self.experiment)
         self._records: dict[str, dict] = loaded.records
-        self._encoded: dict[str, str] = {}  # name -> the record's JSON in the snapshot
+        # name -> the record's text in the snapshot, kept from when it was recorded
+        self._entries: dict[str, str] = {name: _entry_text(name, rec) for name, rec in self._records.items()}
+        self._counts: dict[str, int] = _counts(self._records)
+        self._next_snapshot = 0.0           # time.monotonic() before which no periodic snapshot is written
         self._since_snapshot = 0
         self._values_dir = self.path / VALUES_DIR
         log_path = self.path / JOURNAL_NAME
@@ -579,32 +608,41 @@ class Journal:
     def record(self, name: str, fingerprint: str, status: str, result: dict, value: object = NO_VALUE) -> None:
         """Append one task outcome; durable against a crash of this process when it returns.
 
-        ``result`` must be JSON-serialisable (``TypeError`` otherwise, and nothing is written). If ``value`` is
-        given, it is cloudpickled into ``values/`` (atomically) before the log line that refers to it.
+        ``result`` must be JSON-serialisable (``TypeError`` otherwise, and nothing is written), or already the
+        JSON text of an object (the executor's hot path: ``checkpoint.result_json``; written as it is). If
+        ``value`` is given, it is cloudpickled into ``values/`` (atomically) before the log line naming it.
         """
-        self._check_open()
-        if not isinstance(name, str):
-            raise TypeError(f"task name must be a str, got {type(name).__name__}")
-        if not isinstance(fingerprint, str):
-            raise TypeError(f"fingerprint of task {name!r} must be a str, got {type(fingerprint).__name__}")
-        if not isinstance(status, str) or not status:
-            raise TypeError(f"status of task {name!r} must be a non-empty str, got {status!r}")
-        if not isinstance(result, dict):
-            raise TypeError(f"result of task {name!r} must be a dict, got {type(result).__name__}")
-        value_file = None if value is NO_VALUE else _value_filename(name)
-        entry = {"name": name, "fingerprint": fingerprint, "status": status, "result": result, "value": value_file,
-                 "time": time.time()}
-        try:
-            line = _dumps_line(entry)        # fail before anything is written
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"result of task {name!r} is not JSON-serialisable: {exc}") from None
-        stored = _internal(entry)  # the caller's result is plain JSON data (lists, dicts): as a reader sees it
-        if value_file is not None:
+        if self._closed:
+            raise ValueError(f"journal {self.path} is closed")
+        if type(name) is not str or type(fingerprint) is not str or type(status) is not str or not status \
+                or type(result) is not str:
+            _check_record_args(name, fingerprint, status, result)
+        if type(result) is str:
+            result_json = result
+        else:
+            try:
+                result_json = _encode(result)        # fail before anything is written
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise TypeError(f"result of task {name!r} is not JSON-serialisable: {exc}") from None
+        now = time.time()
+        if value is NO_VALUE:
+            value_file = None
+            value_json = "null"
+        else:
+            value_file = _value_filename(name)
+            value_json = _json_str(value_file)
             payload = cloudpickle.dumps(value)
             self._values_dir.mkdir(exist_ok=True)
             _atomic_write(self._values_dir / value_file, payload, fsync=False)
+        # The result is encoded once: the log line and this record's entry in the snapshot share the text.
+        fields = (f'"fingerprint":{_json_str(fingerprint)},"status":{_json_str(status)},"result":{result_json},'
+                  f'"value":{value_json},"time":{now!r}}}')
+        name_json = _json_str(name)
+        line = f'{{"name":{name_json},{fields}\n'.encode("ascii")
         try:
-            _write_all(self._log_fd, line)
+            n = os.write(self._log_fd, line)
+            if n != len(line):
+                _write_all(self._log_fd, line[n:])
         except BaseException:
             if value_file is not None:
                 try:
@@ -612,17 +650,24 @@ class Journal:
                 except OSError:
                     pass
             raise
-        previous = self._records.get(name)
-        self._records[name] = stored
-        self._encoded.pop(name, None)
+        records = self._records
+        previous = records.get(name)
+        # the caller's result is plain JSON data (lists, dicts) as a reader sees it, or its text (decoded on demand)
+        records[name] = {"fingerprint": fingerprint, "status": status, "result": result, "value": value_file,
+                         "time": now}
+        self._entries[name] = f"\n  {name_json}: {{{fields}"
         self._n_records += 1
-        if previous is not None and previous["value"] and previous["value"] != value_file:
-            try:
-                os.unlink(self._values_dir / previous["value"])
-            except OSError:
-                pass
+        counts = self._counts
+        counts[status] = counts.get(status, 0) + 1
+        if previous is not None:
+            counts[previous["status"]] -= 1
+            if previous["value"] and previous["value"] != value_file:
+                try:
+                    os.unlink(self._values_dir / previous["value"])
+                except OSError:
+                    pass
         self._since_snapshot += 1
-        if self.snapshot_interval and self._since_snapshot >= self.snapshot_interval:
+        if self._since_snapshot >= self.snapshot_interval > 0 and time.monotonic() >= self._next_snapshot:
             self.snapshot(durable=False)
 
     def snapshot(self, durable: bool = True) -> None:
@@ -635,13 +680,17 @@ class Journal:
             "time": time.time(),
             "journal": JOURNAL_NAME,
             "n_records": self._n_records,
-            "counts": _counts(self._records),
-            "records": self._records,
+            "counts": {k: v for k, v in sorted(self._counts.items()) if v},
         }
-        data = _snapshot_bytes(state, self._encoded)
+        began = time.monotonic()
+        data = _snapshot_bytes(state, self._entries.values())
         # Atomic replace survives a crash of this process; the fsync (power loss) is left to close().
         _atomic_write(self.path / SNAPSHOT_NAME, data, fsync=durable)
         self._since_snapshot = 0
+        # A snapshot rewrites every record, so on a large run one every N outcomes would cost O(n^2): the next
+        # one waits until writing snapshots has taken at most _SNAPSHOT_SHARE of the time since this one began.
+        ended = time.monotonic()
+        self._next_snapshot = ended + (ended - began) * (1 / _SNAPSHOT_SHARE - 1)
 
     # ----------------------------------------------------------------------------------------- reading
 

@@ -132,7 +132,11 @@ class TaskResult:
         """Rebuild a result from ``to_record()`` output."""
         data = {k: v for k, v in record.items() if k in _RESULT_FIELDS}
         data["status"] = TaskStatus(data["status"])
-        data["attempt_log"] = [Attempt(**a) for a in data.get("attempt_log", [])]
+        if "attempt_log" in data:
+            data["attempt_log"] = [Attempt(**a) for a in data["attempt_log"]]
+        elif data.get("attempts") == 1:  # a compact record leaves out a single attempt that is the result's own
+            data["attempt_log"] = [Attempt(1, data.get("start"), data.get("end"), data.get("failure"),
+                                           data.get("error"))]
         return cls(value=value, **data)
 
 

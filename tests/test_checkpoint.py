@@ -212,3 +212,31 @@ def test_status_command_reports_counts_and_failures(project):
     assert p.stdout.splitlines()[0] == "experiment st: 2 tasks recorded: 1 completed, 1 failed"
     assert "--- bad failed (exit): command exited with code 9: exit 9" in p.stdout and "disk full" in p.stdout
     assert os.path.basename(e.workdir) in p.stdout
+
+
+def test_compact_journal_records_rebuild_the_same_results():
+    """The journal leaves out empty fields and a single attempt that is the result itself; nothing is lost."""
+    import json
+
+    from molexp.checkpoint import result_json
+    from molexp.result import Attempt, TaskResult, TaskStatus
+
+    ok = TaskResult("a", TaskStatus.COMPLETED, returncodes=[0], stdout_path="/w/a.out", stderr_path="/w/a.err",
+                    start=10.0, end=12.5, attempts=1, attempt_log=[Attempt(1, 10.0, 12.5)], worker="w0",
+                    cpu_time=0.25, peak_memory=123)
+    retried = TaskResult("b", TaskStatus.FAILED, returncodes=[3], stdout="out\n", stderr="boom\n", start=1.0,
+                         end=9.0, attempts=2, attempt_log=[Attempt(1, 1.0, 2.0, "exit", "code 3"),
+                                                           Attempt(2, 5.0, 9.0, "exit", "code 3")],
+                         failure="exit", error="code 3", command="false")
+    failed_once = TaskResult("c", TaskStatus.FAILED, start=1.0, end=2.0, attempts=1,
+                             attempt_log=[Attempt(1, 1.0, 2.0, "timeout", "timed out after 1s")],
+                             failure="timeout", error="timed out after 1s", command="sleep 9")
+    skipped = TaskResult("d", TaskStatus.SKIPPED, reason="upstream 'b' failed")
+    for r in (ok, retried, failed_once, skipped):
+        text = result_json(r)
+        assert TaskResult.from_record(json.loads(text)) == r
+        assert len(text) < len(json.dumps(r.to_record()))
+    assert "attempt_log" not in json.loads(result_json(ok)) and "stdout" not in json.loads(result_json(ok))
+    weird = TaskResult("n\u00e9\n\"x", TaskStatus.FAILED, error="\x00\u2603 tab\t", start=float("nan"), end=1.0)
+    back = TaskResult.from_record(json.loads(result_json(weird)))
+    assert back.name == weird.name and back.error == weird.error and back.start is None and back.end == 1.0

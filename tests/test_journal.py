@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+import molexp.journal as journal_module
+
 from molexp.errors import CheckpointError, CheckpointLocked
 from molexp.journal import (
     JOURNAL_NAME,
@@ -443,7 +445,8 @@ def test_directory_path_is_a_file(tmp_path):
 
 # ----------------------------------------------------------------------------------------- snapshots
 
-def test_snapshot_every_n_records_and_at_close(tmp_path):
+def test_snapshot_every_n_records_and_at_close(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "_SNAPSHOT_SHARE", 1.0)  # no spacing: exactly every N records
     snap = tmp_path / SNAPSHOT_NAME
     j = Journal.open(tmp_path, experiment="exp", snapshot_interval=3)
     j.record("a", "f", "completed", {})
@@ -463,6 +466,28 @@ def test_snapshot_every_n_records_and_at_close(tmp_path):
     assert s["n_records"] == 7 and s["counts"] == {"cached": 1, "completed": 5, "failed": 1}
     assert s["records"]["b"]["status"] == "failed" and isinstance(s["time"], float)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_snapshots_are_spaced_so_they_cost_a_small_share_of_the_run(tmp_path, monkeypatch):
+    """Each snapshot rewrites every record: written after every record, n records would cost O(n^2)."""
+    snap = tmp_path / SNAPSHOT_NAME
+    written = []
+    real = journal_module._atomic_write
+
+    def counting(path, data, **kw):
+        if path.name == SNAPSHOT_NAME:
+            written.append(json.loads(data)["n_records"])
+        real(path, data, **kw)
+
+    monkeypatch.setattr(journal_module, "_atomic_write", counting)
+    j = Journal.open(tmp_path, experiment="exp", snapshot_interval=1)
+    big = {"stdout": "x" * 2000}
+    for i in range(2000):
+        j.record(f"t{i}", "f", "completed", big)
+    assert written[0] == 1            # the first one is on time
+    assert 2 <= len(written) < 400    # later ones are spaced out, not one per record
+    j.close()
+    assert json.loads(snap.read_bytes())["n_records"] == 2000   # and close() always writes the last one
 
 
 # ----------------------------------------------------------------------------------------- read_state, paths
