@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Checkpoint overhead: the same 1,000 `true` tasks with and without ``configure(checkpoint_dir=...)``.
 
-    python benchmarks/checkpoint.py                   # 1,000 tasks, median of 5, max_workers=2
+    python benchmarks/checkpoint.py                   # 1,000 tasks, median of 11, max_workers=2
     python benchmarks/checkpoint.py --tasks 5000 --repeat 3 --interval 100 --json ckpt.json
     python benchmarks/checkpoint.py --quick           # 200 tasks, 2 repetitions
 
@@ -66,14 +66,14 @@ def one_run(wl: W.Workload, workers: int, checkpoint: bool, interval: int | None
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=None, help="number of independent `true` tasks (default 1000)")
-    ap.add_argument("--repeat", type=int, default=None, help="runs of each variant; median reported (default 5)")
+    ap.add_argument("--repeat", type=int, default=None, help="runs of each variant; median reported (default 11)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--interval", type=int, default=None, help="checkpoint_interval (default: molexp's)")
     ap.add_argument("--quick", action="store_true", help="200 tasks, 2 repetitions")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
     n = args.tasks or (200 if args.quick else 1000)
-    repeat = args.repeat or (2 if args.quick else 5)
+    repeat = args.repeat or (2 if args.quick else 11)
     wl = W.w1(n)
 
     one_run(W.w1(20), args.workers, False, None)  # warm-up: imports, thread pool

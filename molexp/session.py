@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import Checkpoint
-from .compile import compile_graph
+from .compile import compile_graph, gc_paused
 from .engine import Driver
 from .errors import ConfigError, TaskDefinitionError
 from .progress import Progress
@@ -31,6 +31,10 @@ class RunSession:
     """A prepared run (see the module docstring)."""
 
     def __init__(self, executor, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None):
+        with gc_paused():
+            self._prepare(executor, work, params, context)
+
+    def _prepare(self, executor, work, params, context) -> None:
         from .executors.base import as_graph
 
         if work is None:

@@ -48,23 +48,26 @@ class Task:
         if not isinstance(name, str) or not name.strip():
             raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
         self.name = name
+        # (the `is None` tests skip the checks of options not given: 100,000 tasks are built in a blink)
         self.deps = _dep_names(name, deps)
-        self.kwargs = dict(_mapping(name, "kwargs", kwargs))
-        self.timeout = _seconds(name, "timeout", timeout)
-        self.retries = _opt_int(name, "retries", retries, minimum=0)
-        self.priority = _opt_int(name, "priority", priority)
-        self.resources = _resources(name, resources)
+        self.kwargs = {} if kwargs is None else dict(_mapping(name, "kwargs", kwargs))
+        self.timeout = None if timeout is None else _seconds(name, "timeout", timeout)
+        self.retries = None if retries is None else _opt_int(name, "retries", retries, minimum=0)
+        self.priority = None if priority is None else _opt_int(name, "priority", priority)
+        self.resources = {} if resources is None else _resources(name, resources)
         if condition is not None and not callable(condition):
             raise TaskDefinitionError(f"task {name!r}: condition must be callable, got {type(condition).__name__}")
         self.condition = condition
         if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
             raise TaskDefinitionError(f"task {name!r}: cwd must be a path, got {type(cwd).__name__}")
         self.cwd = os.fspath(cwd) if cwd is not None else None
-        env = _mapping(name, "env", env)
-        for k, v in env.items():
-            if not isinstance(v, str):
-                raise TaskDefinitionError(f"task {name!r}: env[{k!r}] must be a string, got {type(v).__name__}")
-        self.env = dict(env)
+        self.env = {}
+        if env is not None:
+            env = _mapping(name, "env", env)
+            for k, v in env.items():
+                if not isinstance(v, str):
+                    raise TaskDefinitionError(f"task {name!r}: env[{k!r}] must be a string, got {type(v).__name__}")
+            self.env = dict(env)
 
     # -- identity -------------------------------------------------------------------------------------
     def _fields(self) -> dict[str, Any]:
@@ -127,9 +130,10 @@ class LocalTask(Task):
         if not commands:
             raise TaskDefinitionError(f"task {name!r}: commands must not be empty")
         for i, c in enumerate(commands):
-            if not isinstance(c, str) or not c.strip():
-                raise TaskDefinitionError(
-                    f"task {name!r}: commands[{i}] must be a non-empty string, got {c!r}")
+            if type(c) is not str or not c or c.isspace():
+                if not isinstance(c, str) or not c.strip():
+                    raise TaskDefinitionError(
+                        f"task {name!r}: commands[{i}] must be a non-empty string, got {c!r}")
         self.commands = list(commands)
 
     def _fields(self) -> dict[str, Any]:
@@ -268,6 +272,8 @@ def resolve_ref(ref: str, what: str) -> Callable:
 # -- field checks -------------------------------------------------------------------------------------
 
 def _dep_names(name: str, deps: Any) -> list[str]:
+    if type(deps) in (list, tuple) and all(type(d) is str and d for d in deps) and len(set(deps)) == len(deps):
+        return list(deps)   # the common case: distinct names
     if isinstance(deps, (str, Task)):
         deps = [deps]
     try:
