@@ -48,7 +48,10 @@ class LocalBackend:
 
         def engine():
             try:
-                get(compiled.dsk, keys)
+                if len(keys) <= SEGMENT:
+                    get(compiled.dsk, keys)
+                else:
+                    run_in_segments(get, compiled, keys, SEGMENT)
             except BaseException as e:  # reported to the driver, which fails what never reported
                 queue.put(("engine-error", None, e))
             else:
@@ -71,6 +74,33 @@ class LocalBackend:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+# Graphs larger than this go to Dask's local scheduler in consecutive slices of this many tasks (in
+# dependency order). Why: dask.local orders the whole graph with dask.order first, whose memory grows with
+# tasks x root tasks on wide layered graphs (dask/dask#11055): 100 layers x 1,000 tasks took 16.5 GB and
+# minutes before the first task ran, in plain dask.threaded.get as well. A slice's inputs from earlier
+# slices enter its graph as data (their results). The price: a slice starts when the previous one has
+# finished, so at most one slice boundary in 10,000 tasks runs below full parallelism.
+SEGMENT = 10_000
+
+
+def run_in_segments(get, compiled, keys: list, size: int) -> None:
+    """``get`` consecutive slices of ``keys`` (topological order); each slice's graph holds its tasks, the
+    run context, and the results of the earlier tasks it needs."""
+    dsk = compiled.dsk
+    done: dict = {}
+    for start in range(0, len(keys), size):
+        part = keys[start:start + size]
+        inside = set(part)
+        sub = {compiled.ctx_key: dsk[compiled.ctx_key]}
+        for key in part:
+            node = sub[key] = dsk[key]
+            if type(node) is tuple:
+                for dep in node[3:]:   # (run_task, spec, ctx_key, *dependency keys)
+                    if dep not in inside:
+                        sub[dep] = done[dep]
+        done.update(zip(part, get(sub, part)))
 
 
 class PriorityPool:
