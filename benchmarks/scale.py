@@ -5,13 +5,17 @@
     python benchmarks/scale.py --kind python      # the same shapes with Python no-op tasks
     python benchmarks/scale.py --quick            # 5,000-task versions (smoke)
     python benchmarks/scale.py --graphs fanout --repeat 3 --json scale.json
+    python benchmarks/scale.py --executor batch-dist --batch-size 100   # BatchExecutor on a LocalCluster
 
 Every measurement runs in a fresh subprocess, so the driver's peak RSS (``ru_maxrss`` of RUSAGE_SELF:
 the Python process only, not the commands it spawns) belongs to that measurement alone:
 
-* ``build``   build the Experiment (task objects + add_task), then ``ExperimentExecutor(e)`` construction
-              and the first ``e.graph.validate()`` (topological sort); peak RSS after that.
-* ``run``     build + validate, a 20-task warm-up run, then ``ExperimentExecutor(e, max_workers=N).run()``; peak RSS after the run.
+* ``build``   build the Experiment (task objects + add_task), the executor's construction, the first
+              ``e.graph.validate()`` (topological sort), and ``compile``: what ``run()`` prepares before the
+              first task starts (``RunSession``: specs, Dask graph, keys, driver state); peak RSS after that.
+* ``run``     build + validate, a 20-task warm-up run, then the run (``ExperimentExecutor(e).run()``, or
+              ``BatchExecutor(batch_size).execute(e)`` with ``--executor batch``; ``-dist`` executors run on a
+              LocalCluster of one worker process started first); peak RSS of the driver after the run.
 * ``W1``      the 1,000-task W1 (or W5 with --kind python) run the same way, for the per-task rate at small
               size.  ``idle`` is the RSS of a child that only imported molexp (the floor).
 
@@ -42,7 +46,8 @@ def graphs(kind: str, quick: bool) -> dict:
     return {"fanout": lambda: W.scale_fanout(100_000, kind), "layered": lambda: W.scale_layered(100, 1000, kind)}
 
 
-def child(graph: str, phase: str, kind: str, quick: bool, workers: int) -> dict:
+def child(graph: str, phase: str, kind: str, quick: bool, workers: int, executor: str = "experiment",
+          batch_size: int = 10) -> dict:
     """One measurement, in this (fresh) process. Prints one JSON line."""
     import molexp  # noqa: F401  (imports are not part of any timing)
     import workloads as W
@@ -74,33 +79,61 @@ def child(graph: str, phase: str, kind: str, quick: bool, workers: int) -> dict:
         out["per_task_ms"] = 1000 * out["run_s"] / len(wl)
         out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return out
+    client = cluster = None
+    if executor.endswith("-dist"):
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=True, dashboard_address=":0",
+                               silence_logs=40)
+        client = Client(cluster)
+
+    def make(e):
+        from molexp import BatchExecutor
+
+        target = {"client": client} if client is not None else {"max_workers": workers}
+        if executor.startswith("batch"):
+            return BatchExecutor(batch_size, progress=False, **target)
+        return ExperimentExecutor(e, progress=False, **target)
+
+    def run(ex, e):
+        return ex.execute(e) if executor.startswith("batch") else ex.run()
+
     with tempfile.TemporaryDirectory(prefix="molexp-scale-") as tmp:
+        from molexp.session import RunSession
+
         t0 = time.perf_counter()
         e = W.build_experiment(wl, tmp)
         t1 = time.perf_counter()
-        ex = ExperimentExecutor(e, progress=False, max_workers=workers)
+        ex = make(e)
         t2 = time.perf_counter()
         e.graph.validate()
         t3 = time.perf_counter()
-        out.update(build_s=t1 - t0, executor_s=t2 - t1, validate_s=t3 - t2)
+        session = RunSession(ex, e, None, None)  # what run() prepares first: compile, keys, driver state
+        t4 = time.perf_counter()
+        del session
+        out.update(build_s=t1 - t0, executor_s=t2 - t1, validate_s=t3 - t2, compile_s=t4 - t3)
         if phase == "run":
             with tempfile.TemporaryDirectory(prefix="molexp-warm-") as warm:  # thread pool, imports, caches
-                ExperimentExecutor(W.build_experiment(W.w1(20) if kind == "shell" else W.w5(20), warm),
-                                   progress=False, max_workers=workers).run()
+                w = W.build_experiment(W.w1(20) if kind == "shell" else W.w5(20), warm)
+                run(make(w), w)
             t4 = time.perf_counter()
-            res = ex.run()
+            res = run(ex, e)
             out["run_s"] = time.perf_counter() - t4
             out["ok"] = bool(res.ok)
             out["per_task_ms"] = 1000 * out["run_s"] / len(wl)
             out["tasks_per_s"] = len(wl) / out["run_s"]
             del res
         out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if client is not None:
+        client.close()
+        cluster.close()
     return out
 
 
 def spawn(graph: str, phase: str, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", graph, "--phase", phase, "--kind", args.kind,
-           "--workers", str(args.workers)] + (["--quick"] if args.quick else [])
+           "--workers", str(args.workers), "--executor", args.executor, "--batch-size", str(args.batch_size)] \
+        + (["--quick"] if args.quick else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"child {graph}/{phase} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -124,13 +157,18 @@ def main(argv=None) -> int:
     ap.add_argument("--dask", action="store_true",
                     help="also run each graph as a plain dask graph on dask.threaded.get (and with a shared "
                          "context node, as molexp compiles it): time and peak RSS baselines")
+    ap.add_argument("--executor", choices=("experiment", "batch", "experiment-dist", "batch-dist"),
+                    default="experiment", help="ExperimentExecutor or BatchExecutor, on the default scheduler or "
+                                               "(-dist) on a LocalCluster of 1 worker process x --workers threads")
+    ap.add_argument("--batch-size", type=int, default=10, help="BatchExecutor's batch_size (default 10)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="run", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child:
-        print(json.dumps(child(args.child, args.phase, args.kind, args.quick, args.workers)))
+        print(json.dumps(child(args.child, args.phase, args.kind, args.quick, args.workers, args.executor,
+                               args.batch_size)))
         return 0
 
     names = [g.strip() for g in args.graphs.split(",") if g.strip()]
@@ -138,7 +176,9 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown graph(s) {unknown}; choose from fanout, layered")
     ref = "W1" if args.kind == "shell" else "W5(1000)"
-    print(f"# scale: {args.kind} tasks, max_workers={args.workers}, {'quick' if args.quick else 'full'} sizes, "
+    print(f"# scale: {args.kind} tasks, {args.executor} executor"
+          + (f" (batch_size={args.batch_size})" if args.executor.startswith("batch") else "")
+          + f", {args.workers} workers, {'quick' if args.quick else 'full'} sizes, "
           f"median of {args.repeat}; one fresh subprocess per measurement", flush=True)
     t_start = time.perf_counter()
     idle = [spawn("-", "idle", args) for _ in range(args.repeat)]
@@ -163,12 +203,13 @@ def main(argv=None) -> int:
                 print(f"  {g} plain {phase}: run {med(d, 'run_s'):.1f} s = {med(d, 'per_task_ms'):.3f} ms/task, "
                       f"peak {med(d, 'maxrss_mb'):.0f} MB", flush=True)
         print(f"  {g}: built {med(builds, 'build_s'):.2f} s, executor {1000 * med(builds, 'executor_s'):.2f} ms, "
-              f"validate {med(builds, 'validate_s'):.3f} s, peak {med(builds, 'maxrss_mb'):.0f} MB"
+              f"validate {med(builds, 'validate_s'):.3f} s, compile {med(builds, 'compile_s'):.3f} s, "
+              f"peak {med(builds, 'maxrss_mb'):.0f} MB"
               + (f"; run {med(runs, 'run_s'):.1f} s, peak {med(runs, 'maxrss_mb'):.0f} MB" if runs else ""),
               flush=True)
 
     print()
-    head = (f"{'graph':<22} {'tasks':>7} {'edges':>7} {'build s':>8} {'exec ms':>8} {'valid s':>8} "
+    head = (f"{'graph':<22} {'tasks':>7} {'edges':>7} {'build s':>8} {'valid s':>8} {'compile':>8} {'sum s':>7} "
             f"{'RSS MB':>7} {'run s':>8} {'RSS MB':>7} {'ms/task':>8} {'vs ' + ref:>10}")
     print(head)
     print("-" * len(head))
@@ -178,7 +219,8 @@ def main(argv=None) -> int:
         b, r = data["build"], data["run"]
         per = med(r, "per_task_ms") if r else None
         line = (f"{g:<22} {b[0]['tasks']:>7} {b[0]['edges']:>7} {med(b, 'build_s'):>8.3f} "
-                f"{1000 * med(b, 'executor_s'):>8.3f} {med(b, 'validate_s'):>8.3f} {med(b, 'maxrss_mb'):>7.0f} ")
+                f"{med(b, 'validate_s'):>8.3f} {med(b, 'compile_s'):>8.3f} "
+                f"{med(b, 'build_s') + med(b, 'validate_s') + med(b, 'compile_s'):>7.2f} {med(b, 'maxrss_mb'):>7.0f} ")
         if r:
             line += (f"{med(r, 'run_s'):>8.2f} {med(r, 'maxrss_mb'):>7.0f} {per:>8.3f} "
                      f"{per / ref_ms:>9.2f}x")
