@@ -171,9 +171,9 @@ def _atomic_write(path: pathlib.Path, data: bytes, *, fsync: bool) -> None:
         _fsync_dir(path.parent)
 
 
-# ensure_ascii: a line is pure ASCII, and json escapes every control character, so there is no raw newline inside.
 # At most this share of a run's time goes to writing periodic snapshots (see Journal.snapshot).
 _SNAPSHOT_SHARE = 0.02
+# ensure_ascii: a line is pure ASCII, and json escapes every control character, so there is no raw newline inside.
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True)
 _DECODER = json.JSONDecoder()
 _json_str = json.encoder.encode_basestring_ascii   # a str as a JSON string literal (C, pure ASCII)
