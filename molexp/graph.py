@@ -84,16 +84,18 @@ class TaskGraph:
             return self._order
         tasks = self._tasks
         indegree: dict[str, int] = {}
-        for name, t in tasks.items():
+        dependents: dict[str, list[str]] = {n: [] for n in tasks}
+        for name, t in tasks.items():   # one pass: check every edge and build the dependents
             for d in t.deps:
-                if d == name:
-                    raise GraphError(f"task {name!r} depends on itself")
-                if d not in tasks:
+                after = dependents.get(d)
+                if after is None or d == name:
+                    if d == name:
+                        raise GraphError(f"task {name!r} depends on itself")
                     raise GraphError(f"task {name!r} depends on {d!r}, which is not in the graph"
                                      + _did_you_mean(d, tasks))
+                after.append(name)
             indegree[name] = len(t.deps)
-        self._dependents = None
-        dependents = self.dependents()
+        self._dependents = dependents
         ready = [n for n, k in indegree.items() if k == 0]
         order: list[str] = []
         i = 0
