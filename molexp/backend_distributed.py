@@ -138,7 +138,7 @@ class DistributedBackend:
         except Exception as e:
             raise ClusterError(f"could not submit the graph to {self.client.scheduler.address}: {e}") from e
         self._futures = dict(zip(names, futures))
-        self._collect(as_completed_of(futures), queue, until_empty=True)
+        self._collect(as_completed_of(self.client, futures), queue, until_empty=True)
 
     def _collect(self, ac, queue, *, until_empty: bool) -> None:
         """A thread that turns finished futures into driver events. Futures are taken in batches and their
@@ -197,10 +197,8 @@ class DistributedBackend:
 
     # -- incremental submission ----------------------------------------------------------------------------
     def _start_incremental(self, compiled, queue, driver) -> None:
-        from distributed import as_completed
-
         self._driver = driver
-        self._ac = as_completed()
+        self._ac = as_completed_of(self.client)
         self._more = threading.Event()
         # A task, not a scatter: it works before any worker exists (an adaptive cluster starting from zero).
         self._ctx_future = self.client.submit(_identity, self._ctx_blob, key=compiled.ctx_key, pure=False)
@@ -371,10 +369,16 @@ def _identity(x):
     return x
 
 
-def as_completed_of(futures):
+def as_completed_of(client, futures=()):
+    """``distributed.as_completed`` on ``client``'s event loop.
+
+    Without ``loop=`` it tracks each future on the loop of ``distributed.default_client()``: the newest
+    client of the process, not necessarily the one that made the futures (dask/distributed#4357). When that
+    other client closes (a user's second client, one left open whose scheduler went away) its loop stops
+    and the futures handed to it are never reported: the collector would wait forever."""
     from distributed import as_completed
 
-    return as_completed(futures)
+    return as_completed(list(futures), loop=client.loop)
 
 
 def _crash_result(name: str, status: str, value, key_to_name) -> TaskResult:
