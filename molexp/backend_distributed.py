@@ -8,6 +8,7 @@ import time
 
 import cloudpickle
 
+from . import backend_local
 from .errors import ClusterError
 from .result import FailureKind, TaskResult, TaskStatus
 from .runtime import run_packed, run_task
@@ -85,7 +86,8 @@ class DistributedBackend:
     """A ``distributed.Client`` as a molexp backend.
 
     By default the whole graph goes in at once (``client.get(..., sync=False)``) and Dask's scheduler starts
-    each task when its inputs are ready. ``incremental=True`` submits a task (``client.submit``) only once its
+    each task when its inputs are ready; graphs over ``backend_local.SEGMENT`` tasks are submitted
+    incrementally instead. ``incremental=True`` submits a task (``client.submit``) only once its
     dependencies have finished, keeping at most ``window`` in flight (BatchExecutor) and asking ``throttle()``
     for a lower bound at each step (AdaptiveExecutor). Outcomes come back through ``as_completed`` in a
     collector thread; running/retrying events through ``subscribe_topic``.
@@ -129,6 +131,10 @@ class DistributedBackend:
         self._key_to_name = {compiled.keys[n]: n for n in names}
         self._resources_by_key = self._resources(compiled)
         self._ctx_blob = cloudpickle.dumps(compiled.dsk[compiled.ctx_key])
+        if len(names) > backend_local.SEGMENT:
+            # The scheduler would order the whole graph with dask.order, whose memory grows with tasks x root
+            # tasks (16 GB for a 100k-task layered graph, see backend_local.SEGMENT): submit as inputs finish.
+            self.incremental = True
         if self.incremental:
             self._start_incremental(compiled, queue, driver)
             return

@@ -34,3 +34,12 @@ def kill_own_process():
 
 def not_importable_on_workers():
     return 1
+
+
+def add_inputs(start=0, **upstream):
+    """1 + the sum of the dependencies' values (or 1 + start for a task without any)."""
+    return 1 + (sum(upstream.values()) if upstream else start)
+
+
+def boom_any(**_):
+    raise RuntimeError("boom")

@@ -136,29 +136,39 @@ def test_the_compiled_graph_is_one_dask_delayed_per_task_with_readable_keys(proj
     assert total.status == "completed" and total.value == 60
 
 
-def test_large_graphs_run_in_dependency_ordered_slices(project, monkeypatch):
-    """Graphs above backend_local.SEGMENT tasks go to dask.local in slices (dask.order on a whole 100k-task
-    layered graph took 16 GB): values, skips and fail-fast cross slice boundaries unchanged."""
+def test_large_graphs_run_in_slices_locally_and_incrementally_on_a_cluster(project, monkeypatch, target):
+    """Graphs above backend_local.SEGMENT tasks never reach dask.order whole (it took 16 GB on a 100k-task
+    layered graph): locally they go to dask.local in slices, on a cluster they are submitted as their inputs
+    finish. Values, skips and fail-fast cross slice boundaries unchanged."""
+    import taskfuncs
+
+    import molexp.backend_distributed as backend_distributed
     import molexp.backend_local as backend_local
     from molexp import ExperimentExecutor, PythonTask, TaskGraph
 
-    calls = []
-    real = backend_local.run_in_segments
+    calls, backends = [], []
+    real_slices, real_start = backend_local.run_in_segments, backend_distributed.DistributedBackend.start
     monkeypatch.setattr(backend_local, "SEGMENT", 7)
     monkeypatch.setattr(backend_local, "run_in_segments",
-                        lambda get, compiled, keys, size: calls.append(size) or real(get, compiled, keys, size))
+                        lambda get, compiled, keys, size: calls.append(size) or real_slices(get, compiled, keys, size))
+    monkeypatch.setattr(backend_distributed.DistributedBackend, "start",
+                        lambda self, *a: backends.append(self) or real_start(self, *a))
 
     def layered(fail=None):
         g = TaskGraph()
         for layer in range(5):
             for i in range(6):
                 deps = [f"n{layer - 1}_{j}" for j in (i, (i + 1) % 6)] if layer else []
-                fn = boom if (layer, i) == fail else add_one
+                fn = taskfuncs.boom_any if (layer, i) == fail else taskfuncs.add_inputs
                 g.add_task(PythonTask(f"n{layer}_{i}", fn, kwargs={"start": i}), dependencies=deps)
         return g
 
-    results = ExperimentExecutor(layered(), progress=False, max_workers=2).run()
-    assert calls == [7] and results.ok and len(results) == 30
+    results = ExperimentExecutor(layered(), progress=False, max_workers=2, **target).run()
+    if target:
+        assert backends and all(b.incremental for b in backends) and not calls
+    else:
+        assert calls == [7]
+    assert results.ok and len(results) == 30
     # n{L}_i = 1 + its two inputs: every value is right only if every slice got its inputs' values
     expect = {f"n0_{i}": i + 1 for i in range(6)}
     for layer in range(1, 5):
@@ -166,16 +176,8 @@ def test_large_graphs_run_in_dependency_ordered_slices(project, monkeypatch):
             expect[f"n{layer}_{i}"] = 1 + expect[f"n{layer - 1}_{i}"] + expect[f"n{layer - 1}_{(i + 1) % 6}"]
     assert {n: r.value for n, r in results.items()} == expect
 
-    failed = ExperimentExecutor(layered(fail=(1, 0)), progress=False, max_workers=2,
-                                fault_tolerance="continue").run()
+    failed = ExperimentExecutor(layered(fail=(1, 0)), progress=False, max_workers=2, fault_tolerance="continue",
+                                **target).run()
     assert failed["n1_0"].status.value == "failed"
     assert failed["n4_0"].status.value == "skipped" and "upstream" in failed["n4_0"].reason
     assert failed["n4_2"].ok                       # not downstream of n1_0: still ran, in a later slice
-
-
-def add_one(start=0, **upstream):
-    return 1 + (sum(upstream.values()) if upstream else start)
-
-
-def boom(**_):
-    raise RuntimeError("boom")
