@@ -15,8 +15,8 @@ from .base import Executor
 class StreamExecutor(Executor):
     """Yields each task's ``TaskResult`` as soon as it completes (fails, is skipped...), in completion order.
 
-    On a ``distributed`` cluster the scheduler starts each task when its inputs have finished, and results
-    arrive through ``distributed.as_completed``. Leaving the loop early (``break``, an exception, ``close()``)
+    On a ``distributed`` cluster each task is submitted (``client.submit``) once its inputs have finished,
+    and results arrive through ``distributed.as_completed``. Leaving the loop early (``break``, an exception, ``close()``)
     cancels what has not started and terminates what is running before the generator returns.
     """
 
@@ -25,8 +25,9 @@ class StreamExecutor(Executor):
 
     def _backend(self):
         if self.client is not None:
-            # The whole graph goes to the scheduler at once; Dask starts each task when its inputs finish.
-            return DistributedBackend(self.client)
+            # Dependents are submitted as their inputs finish: nothing is on the scheduler that a `break`
+            # would have to take back but what is already running or about to.
+            return DistributedBackend(self.client, incremental=True)
         return LocalBackend(self.config.max_workers)
 
     def execute_stream(self, task_graph: Any = None, params: Mapping[str, Any] | None = None, *,
