@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import CheckpointError
-from .journal import NO_VALUE, Journal, find_checkpoint_dir
+from .journal import NO_VALUE, Journal, _json_str, find_checkpoint_dir
 from .result import TaskResult, TaskStatus
 from .runtime import TaskSpec
 
@@ -40,9 +40,6 @@ def fingerprints(order: list[str], specs: Mapping[str, TaskSpec]) -> dict[str, s
         text = json.dumps(ident, sort_keys=True, default=repr)
         out[name] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     return out
-
-
-_json_str = json.encoder.encode_basestring_ascii
 
 
 def _float(v) -> str:

@@ -384,15 +384,11 @@ def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunConte
     return _wait(proc, cmd, spec, ctx, deadline)
 
 
-_DEVNULL: list[int] = []
-
-
+@lru_cache(maxsize=1)
 def _devnull() -> int:
     """One read-only /dev/null descriptor for every command's stdin (close-on-exec; the child gets it as fd 0),
     instead of an open and a close per command."""
-    if not _DEVNULL:
-        _DEVNULL.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-    return _DEVNULL[0]
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, deadline) -> tuple[int, int, float]:
