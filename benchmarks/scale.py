@@ -10,7 +10,8 @@
 Every measurement runs in a fresh subprocess, so the driver's peak RSS (``ru_maxrss`` of RUSAGE_SELF:
 the Python process only, not the commands it spawns) belongs to that measurement alone:
 
-* ``build``   build the Experiment (task objects + add_task), the executor's construction, the first
+* ``build``   build the Experiment (task objects + ``add_tasks``; also timed: one ``add_task`` call per
+              task, ``build_loop_s``), the executor's construction, the first
               ``e.graph.validate()`` (topological sort), and ``compile``: what ``run()`` prepares before the
               first task starts (``RunSession``: specs, Dask graph, keys, driver state); peak RSS after that.
 * ``run``     build + validate, a 20-task warm-up run, then the run (``ExperimentExecutor(e).run()``, or
@@ -112,6 +113,11 @@ def child(graph: str, phase: str, kind: str, quick: bool, workers: int, executor
         t4 = time.perf_counter()
         del session
         out.update(build_s=t1 - t0, executor_s=t2 - t1, validate_s=t3 - t2, compile_s=t4 - t3)
+        if phase == "build":   # the same graph built one add_task call at a time
+            with tempfile.TemporaryDirectory(prefix="molexp-scale-") as tmp2:
+                t5 = time.perf_counter()
+                W.build_experiment(wl, tmp2, bulk=False)
+                out["build_loop_s"] = time.perf_counter() - t5
         if phase == "run":
             with tempfile.TemporaryDirectory(prefix="molexp-warm-") as warm:  # thread pool, imports, caches
                 w = W.build_experiment(W.w1(20) if kind == "shell" else W.w5(20), warm)
@@ -202,7 +208,7 @@ def main(argv=None) -> int:
                 report["graphs"][g][phase] = d
                 print(f"  {g} plain {phase}: run {med(d, 'run_s'):.1f} s = {med(d, 'per_task_ms'):.3f} ms/task, "
                       f"peak {med(d, 'maxrss_mb'):.0f} MB", flush=True)
-        print(f"  {g}: built {med(builds, 'build_s'):.2f} s, executor {1000 * med(builds, 'executor_s'):.2f} ms, "
+        print(f"  {g}: built {med(builds, 'build_s'):.2f} s (add_task loop {med(builds, 'build_loop_s'):.2f} s), executor {1000 * med(builds, 'executor_s'):.2f} ms, "
               f"validate {med(builds, 'validate_s'):.3f} s, compile {med(builds, 'compile_s'):.3f} s, "
               f"peak {med(builds, 'maxrss_mb'):.0f} MB"
               + (f"; run {med(runs, 'run_s'):.1f} s, peak {med(runs, 'maxrss_mb'):.0f} MB" if runs else ""),

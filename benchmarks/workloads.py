@@ -241,16 +241,21 @@ def run_dask_distributed(wl: Workload, client) -> float:
     return elapsed
 
 
-def build_experiment(wl: Workload, workdir: str):
+def build_experiment(wl: Workload, workdir: str, bulk: bool = True):
+    """The workload as an Experiment: built with ``add_tasks`` (the documented way for large graphs), or one
+    ``add_task`` call per task with ``bulk=False``."""
     from molexp import Experiment, LocalTask, PythonTask
 
     e = Experiment(wl.name.lower(), workdir=workdir)
     if wl.kind == "python":
-        for name, deps, _ in wl.tasks:
-            e.add_task(PythonTask(name, noop, deps=list(deps)))
+        tasks = (PythonTask(name, noop, deps=list(deps)) for name, deps, _ in wl.tasks)
     else:
-        for name, deps, cmd in wl.tasks:
-            e.add_task(LocalTask(name, commands=[cmd], deps=list(deps)))
+        tasks = (LocalTask(name, commands=[cmd], deps=list(deps)) for name, deps, cmd in wl.tasks)
+    if bulk:
+        e.add_tasks(tasks)
+    else:
+        for t in tasks:
+            e.add_task(t)
     return e
 
 

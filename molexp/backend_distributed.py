@@ -286,7 +286,7 @@ class DistributedBackend:
                     self._futures.pop(d, None)  # its data may leave the cluster
         if name in self._needed_by and self._needed_by[name] == 0:
             self._futures.pop(name, None)
-        for dependent in self._driver._dependents.get(name, ()):
+        for dependent in self._driver.graph.dependents().get(name, ()):
             waiting = self._waiting.get(dependent)
             if waiting is not None and name in waiting:
                 waiting.discard(name)

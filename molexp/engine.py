@@ -29,6 +29,21 @@ class RunState:
         self.retrying = 0    # failed attempts reported as retrying
 
 
+class RunStates(dict):
+    """name -> ``RunState``, made on first use (a run of 100,000 tasks starts without building them all);
+    a name that is not a task of the graph is a ``KeyError``."""
+
+    def __init__(self, tasks: Mapping):
+        super().__init__()
+        self._tasks = tasks
+
+    def __missing__(self, name: str) -> RunState:
+        if name not in self._tasks:
+            raise KeyError(name)
+        st = self[name] = RunState()
+        return st
+
+
 class Driver:
     """Runs one compiled graph on a backend and returns the results by task name.
 
@@ -45,12 +60,11 @@ class Driver:
         self.fail_fast = fail_fast
         self.kill_grace = kill_grace
         self.on_final = on_final
-        self.state = {name: RunState() for name in graph.tasks}
-        self.left = len(self.state)
+        self.state = RunStates(graph.tasks)
+        self.left = len(graph)
         self.stop_reason: str | None = None
         self._doomed: dict[str, str] = {}
         self._held: dict[str, list[tuple]] = {}
-        self._dependents = graph.dependents()
         self._ready: deque[TaskResult] = deque()
         self.interrupted = False
 
@@ -59,7 +73,7 @@ class Driver:
         """Run to the end; every task's final result by name."""
         for _ in self.iterate(compiled, cached):
             pass
-        return {name: st.final for name, st in self.state.items()}  # type: ignore[misc]
+        return {name: self.state[name].final for name in self.graph.tasks}  # type: ignore[misc]
 
     def iterate(self, compiled, cached: Mapping[str, TaskResult]) -> Iterator[TaskResult]:
         """Yield each task's final result as it arrives. Closing the generator early stops the run:
@@ -134,8 +148,10 @@ class Driver:
 
     def _handle(self, event: tuple) -> None:
         kind, name = event[0], event[1]
-        st = self.state.get(name)
-        if st is None or st.final is not None:
+        if name not in self.graph:
+            return
+        st = self.state[name]
+        if st.final is not None:
             return  # a late event for a finished task (distributed delivers events and results separately)
         if any(self.state[d].final is None for d in self.graph[name].deps):
             # On a cluster a dependent's events can overtake its dependency's result: tell them after that.
@@ -190,7 +206,7 @@ class Driver:
         self._ready.append(result)
         self.backend.task_final(result)
         if self._held:
-            for dependent in self._dependents.get(result.name, ()):
+            for dependent in self.graph.dependents().get(result.name, ()):
                 if dependent in self._held and all(self.state[d].final is not None
                                                    for d in self.graph[dependent].deps):
                     for event in self._held.pop(dependent):

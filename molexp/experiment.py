@@ -48,13 +48,16 @@ class Experiment:
         self.params = dict(params or {})
         self.description = description
         self.cluster: dict[str, Any] = {}  # where `molexp run` runs it (see molexp.cluster.make_cluster)
-        self.graph = TaskGraph()
-        for t in tasks:
-            self.add_task(t)
+        self.graph = TaskGraph(tasks)
 
     def add_task(self, task: Task, dependencies: Iterable[str | Task] | None = None) -> Task:
         """Add a task (names must be unique); ``dependencies`` are added to its ``deps``. Returns it."""
         return self.graph.add_task(task, dependencies)
+
+    def add_tasks(self, tasks: Iterable[Task]) -> None:
+        """Add many tasks at once (a list, or a generator making them): the fast way to build a large
+        experiment (see ``TaskGraph.add_tasks``)."""
+        self.graph.add_tasks(tasks)
 
     @property
     def tasks(self) -> dict[str, Task]:
@@ -137,8 +140,7 @@ class Experiment:
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
             raise ValidationError(f"{source}: 'tasks' must be a list, got {type(tasks).__name__}")
-        for i, spec in enumerate(tasks):
-            exp.add_task(task_from_dict(spec, where=f"{source}: tasks[{i}]"))
+        exp.add_tasks(task_from_dict(spec, where=f"{source}: tasks[{i}]") for i, spec in enumerate(tasks))
         return exp
 
     @classmethod

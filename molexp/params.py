@@ -475,16 +475,19 @@ def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapp
     new = Experiment(name if name is not None else experiment.name, workdir=experiment.workdir,
                      params={k: v for k, v in experiment.params.items() if k not in swept},
                      description=experiment.description)
-    for t in tasks:
-        if t.name not in expanded:
-            new.add_task(_clone(t, t.name, t.deps, t.kwargs))
-            continue
-        for p in sets:
-            kwargs = dict(t.kwargs)
-            give = swept if isinstance(t, LocalTask) else uses[t.name]
-            kwargs.update((k, p[k]) for k in swept if k in give)
-            deps = [copy_name(d, p) if d in expanded else d for d in t.deps]
-            new.add_task(_clone(t, copy_name(t.name, p), deps, kwargs))
+    def copies():
+        for t in tasks:
+            if t.name not in expanded:
+                yield _clone(t, t.name, t.deps, t.kwargs)
+                continue
+            for p in sets:
+                kwargs = dict(t.kwargs)
+                give = swept if isinstance(t, LocalTask) else uses[t.name]
+                kwargs.update((k, p[k]) for k in swept if k in give)
+                deps = [copy_name(d, p) if d in expanded else d for d in t.deps]
+                yield _clone(t, copy_name(t.name, p), deps, kwargs)
+
+    new.add_tasks(copies())
     new.graph.validate()
     return new
 

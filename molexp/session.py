@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import Checkpoint
-from .compile import compile_graph, gc_paused
+from .compile import compile_graph
 from .engine import Driver
+from .graph import gc_paused
 from .errors import ConfigError, TaskDefinitionError
 from .progress import Progress
 from .result import Results, TaskResult
@@ -97,6 +98,7 @@ class RunSession:
         if not self._iterated:
             for _ in self:
                 pass
-        outcomes = {name: st.final for name, st in self.driver.state.items()}
+        state = self.driver.state
+        outcomes = {name: state[name].final for name in self.graph.tasks}
         return Results(outcomes, wall_time=time.perf_counter() - self.started,  # type: ignore[arg-type]
                        interrupted=self.driver.interrupted)
