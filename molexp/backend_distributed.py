@@ -14,6 +14,14 @@ from .result import FailureKind, TaskResult, TaskStatus
 from .runtime import run_packed, run_task
 
 
+# In graph mode (Dask's scheduler starts dependents itself) the collector waits this long after a future
+# finishes before fetching results, so one ``gather`` fetches what finished meanwhile: short tasks otherwise
+# cost one request to the worker per 1-2 results (measured: 640 gathers for 1,000 `true` tasks), which
+# competes with the tasks for the worker's CPU. Results reach the driver at most this much later; the last
+# one is fetched at once.
+_GATHER_WAIT = 0.05
+
+
 class DistributedSink:
     """Events from a ``distributed`` worker: ``log_event`` on a per-run topic, read by the driver's
     ``subscribe_topic`` handler. Results travel as Dask futures, not events."""
@@ -164,7 +172,11 @@ class DistributedBackend:
                         batch = ac.next_batch(block=True)
                     except StopIteration:
                         continue
-                    if self._report(batch, queue, key_to_name):
+                    if until_empty and ac.count():
+                        # More will finish: let them, and fetch them with this batch (see _GATHER_WAIT).
+                        self._stop.wait(_GATHER_WAIT)
+                        batch += ac.next_batch(block=False)
+                    if self._report(batch, queue, key_to_name, ac):
                         break
             except BaseException as e:
                 if self._connection_lost():  # e.g. a gather cut short by the scheduler's death
@@ -178,8 +190,9 @@ class DistributedBackend:
         self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
         self._collector.start()
 
-    def _report(self, batch, queue, key_to_name) -> bool:
-        """Queue the outcome of each future of ``batch``; True when the scheduler is gone."""
+    def _report(self, batch, queue, key_to_name, ac) -> bool:
+        """Queue the outcome of each future of ``batch``; True when the scheduler is gone. A future whose
+        result was lost with its worker after it finished is being computed again: ``ac`` watches it anew."""
         finished = [f for f in batch if f.status == "finished"]
         values = self.client.gather(finished, errors="skip") if finished else []
         if len(values) != len(finished):  # a result vanished between completion and gather (lost worker)
@@ -188,6 +201,9 @@ class DistributedBackend:
             queue.put(("done", key_to_name[future.key], value))
         for future in batch:
             if future.status == "finished":
+                continue
+            if future.status in ("lost", "pending"):
+                ac.add(future)
                 continue
             name = key_to_name[future.key]
             if future.status == "cancelled" and name not in self._cancelled and self._connection_lost():

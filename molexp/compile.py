@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from dask.delayed import Delayed
@@ -77,7 +76,6 @@ class Compiled:
 
 
 _GROUP = re.compile(r"[A-Za-z]+")
-_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})  # shell tasks' call_kwargs (shared, read-only)
 
 
 def log_paths(log_dir: str, name: str) -> tuple[str, str]:
@@ -148,7 +146,7 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
         # Positional: a third of the cost of keywords, which counts at 100,000 tasks. TaskSpec's field order:
         # name, kind, task, deps, commands, func, call_kwargs, dep_kwargs, cwd, env, timeout, retries,
         # memory_limit, condition, stdout_path, stderr_path, cores.
-        return TaskSpec(t.name, "shell", t, tuple(t.deps), commands, None, _NO_KWARGS, (), cwd, t.env or None,
+        return TaskSpec(t.name, "shell", t, tuple(t.deps), commands, None, None, (), cwd, t.env or None,
                         timeout, retries, memory, t.condition, out, err, cores)
     common = dict(name=t.name, task=t, deps=tuple(t.deps), cwd=cwd, env=t.env or None, timeout=timeout,
                   retries=retries, memory_limit=memory, condition=t.condition, cores=cores)

@@ -41,7 +41,7 @@ class TaskSpec:
     deps: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()              # rendered shell commands
     func: Callable | None = None
-    call_kwargs: dict = field(default_factory=dict)
+    call_kwargs: dict | None = None             # a Python task's keyword arguments
     dep_kwargs: tuple[tuple[str, str], ...] = ()  # (dependency, argument) pairs the function receives
     cwd: str = "."
     env: dict | None = None
@@ -221,7 +221,7 @@ def retry_delay(ctx: RunContext, failed_attempt: int) -> float:
 # -- Python tasks -----------------------------------------------------------------------------------
 
 def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict, result: TaskResult) -> Any:
-    kwargs = dict(spec.call_kwargs)
+    kwargs = dict(spec.call_kwargs or ())
     for dep, arg in spec.dep_kwargs:
         kwargs[arg] = values[dep]
     if spec.isolated:
