@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
@@ -45,6 +46,13 @@ class LocalBackend:
         slots = self.window or (len(keys) + 1 if compiled.priorities else self.workers)
         get = partial(dask.local.get_async, self._pool.submit, slots, get_id=dask.threaded._thread_get_id,
                       pack_exception=dask.threaded.pack_exception)
+
+        if isinstance(self._pool, PriorityPool):
+            pool, plain_get = self._pool, get
+
+            def get(dsk, keys):
+                pool.watch(dsk)
+                return plain_get(dsk, keys)
 
         def engine():
             try:
@@ -105,7 +113,15 @@ def run_in_segments(get, compiled, keys: list, size: int) -> None:
 
 class PriorityPool:
     """``submit`` for ``dask.local.get_async``: ready tasks wait in a heap and ``workers`` threads run the
-    highest priority first (ties: first submitted first)."""
+    highest priority first (ties: first submitted first).
+
+    A worker that has just finished a task picks its next one only once the tasks that this made ready have
+    been submitted (Dask's engine thread submits them a moment later): otherwise it would start a less urgent
+    task that was already waiting while the next task of the critical path waits for a worker. ``watch(dsk)``
+    tells the pool the graph being run, so that it knows what each task makes ready."""
+
+    # never wait longer than this for an expected submission (the engine may have stopped)
+    expect_timeout = 0.05
 
     def __init__(self, workers: int, priorities: dict):
         self._priorities = priorities
@@ -113,10 +129,26 @@ class PriorityPool:
         self._seq = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._dependents: dict = {}
+        self._left: dict = {}       # task key -> dependencies (tasks of the watched graph) not finished yet
+        self._expected: set = set()  # made ready by a finished task, not submitted yet
         self._threads = [threading.Thread(target=self._work, name=f"molexp-worker-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
             t.start()
+
+    def watch(self, dsk: dict) -> None:
+        """The graph about to run: which of its tasks each task's completion can make ready."""
+        tasks = {k for k, v in dsk.items() if type(v) is tuple}
+        dependents: dict = {}
+        left = {}
+        for key in tasks:
+            deps = [d for d in dsk[key][3:] if d in tasks]   # (run_task, spec, ctx_key, *dependency keys)
+            left[key] = len(deps)
+            for d in deps:
+                dependents.setdefault(d, []).append(key)
+        with self._cond:
+            self._dependents, self._left, self._expected = dependents, left, set()
 
     def submit(self, fn, *args):
         future: Future = Future()
@@ -124,22 +156,43 @@ class PriorityPool:
         with self._cond:
             self._seq += 1
             heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, fn, args, future))
-            self._cond.notify()
+            self._expected.discard(key)
+            self._cond.notify_all() if not self._expected else self._cond.notify()
         return future
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._heap and not self._closed:
-                    self._cond.wait()
+                deadline = None
+                while not self._closed and (not self._heap or self._expected):
+                    if self._heap:  # tasks are waiting, but more urgent ones may be on their way
+                        deadline = deadline or time.monotonic() + self.expect_timeout
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            self._expected.clear()
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
                 if self._closed and not self._heap:
                     return
                 _, _, fn, args, future = heapq.heappop(self._heap)
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(fn(*args))
+                    result = fn(*args)
                 except BaseException as e:
                     future.set_exception(e)
+                else:
+                    self._finished(args[0][0][0])
+                    future.set_result(result)
+
+    def _finished(self, key) -> None:
+        """Before Dask hears that ``key`` finished: expect the submission of the tasks it makes ready."""
+        with self._cond:
+            for d in self._dependents.get(key, ()):
+                self._left[d] -= 1
+                if self._left[d] == 0:
+                    self._expected.add(d)
 
     def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
         with self._cond:

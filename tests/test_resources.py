@@ -145,6 +145,8 @@ def test_critical_path_goes_first_without_user_priorities(project):
     e.add_task(LocalTask("long3", commands=["sleep 0.05"], deps=["long2"]))
     results = ExperimentExecutor(e, progress=False, max_workers=1, priority_scheduling=True).run()
     assert results["long1"].start < results["short"].start
+    # long2 becomes ready as long1 ends, while short has been waiting: the freed worker still takes long2
+    assert results["long2"].start < results["short"].start
 
 
 def test_workers_declaring_memory_never_run_more_than_they_hold(project):
