@@ -157,7 +157,10 @@ class PriorityPool:
             self._seq += 1
             heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, fn, args, future))
             self._expected.discard(key)
-            self._cond.notify_all() if not self._expected else self._cond.notify()
+            if self._expected:
+                self._cond.notify()
+            else:  # workers holding back for this submission may choose now
+                self._cond.notify_all()
         return future
 
     def _work(self) -> None:
