@@ -26,8 +26,8 @@ class TaskGraph:
 
     def add_tasks(self, tasks: Iterable[Task]) -> None:
         """Add every task of ``tasks`` (a list, or a generator that makes them). The cyclic garbage collector
-        is paused meanwhile: Python would otherwise scan the growing graph again and again — about half the
-        time of building 100,000 tasks one ``add_task`` at a time."""
+        is paused meanwhile: Python would otherwise scan the growing graph again and again (100,000 tasks:
+        0.5-0.8 s this way, about 1 s one ``add_task`` at a time)."""
         with gc_paused():
             for t in tasks:
                 self.add_task(t)
