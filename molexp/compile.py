@@ -145,25 +145,26 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
         commands = tuple(t.render(params, environ)) if "$" in "".join(t.commands) else tuple(t.commands)
         # Positional: a third of the cost of keywords, which counts at 100,000 tasks. TaskSpec's field order:
         # name, kind, task, deps, commands, func, call_kwargs, dep_kwargs, cwd, env, timeout, retries,
-        # memory_limit, condition, stdout_path, stderr_path, cores.
+        # memory_limit, condition, stdout_path, stderr_path, cores, isolated.
         return TaskSpec(t.name, "shell", t, tuple(t.deps), commands, None, None, (), cwd, t.env or None,
                         timeout, retries, memory, t.condition, out, err, cores)
-    common = dict(name=t.name, task=t, deps=tuple(t.deps), cwd=cwd, env=t.env or None, timeout=timeout,
-                  retries=retries, memory_limit=memory, condition=t.condition, cores=cores)
     if isinstance(t, PythonTask):
         names, varkw = t.accepts()
-        call = {k: v for k, v in t.kwargs.items()}
+        call = dict(t.kwargs)
         for k, v in params.items():
             if k in names or (k in call):
                 call[k] = v
-        dep_kwargs = tuple((d, arg or d) for d in t.deps for arg in [_argument_for(d, names)] if arg or varkw)
+        dep_kwargs = ()
+        if t.deps:
+            dep_kwargs = tuple((d, arg or d) for d in t.deps for arg in [_argument_for(d, names)] if arg or varkw)
         if not t.isolated and (timeout or memory):
             log.warning("molexp: task %r runs in a worker thread, where its %s cannot be enforced; give it "
                         "isolated=True to run it in a child process", t.name,
                         " and ".join(w for w, v in (("timeout", timeout), ("memory limit", memory)) if v))
         out, err = log_paths(log_dir, t.name) if t.isolated else (None, None)
-        return TaskSpec(kind="python", func=t.func, call_kwargs=call, dep_kwargs=dep_kwargs, isolated=t.isolated,
-                        stdout_path=out, stderr_path=err, **common)
+        # positional, as for shell tasks above (the same field order)
+        return TaskSpec(t.name, "python", t, tuple(t.deps), (), t.func, call, dep_kwargs, cwd, t.env or None,
+                        timeout, retries, memory, t.condition, out, err, cores, t.isolated)
     raise TypeError(f"task {t.name!r}: cannot run a {type(t).__name__}; use LocalTask or PythonTask")
 
 

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -198,13 +199,7 @@ class PythonTask(Task):
     def accepts(self) -> tuple[frozenset[str], bool]:
         """(names of the function's keyword parameters, whether it takes ``**kwargs``)."""
         if self._signature is None:
-            try:
-                params = inspect.signature(self.func).parameters.values()
-            except (TypeError, ValueError):
-                self._signature = (frozenset(), True)
-            else:
-                names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-                self._signature = (names, any(p.kind is p.VAR_KEYWORD for p in params))
+            self._signature = _accepts(self.func)
         return self._signature
 
     def _fields(self) -> dict[str, Any]:
@@ -224,6 +219,30 @@ class PythonTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly (handy in notebooks and tests)."""
         return self.func(*args, **kwargs)
+
+
+_ACCEPTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _accepts(func: Callable) -> tuple[frozenset[str], bool]:
+    """``PythonTask.accepts`` of a function, worked out once per function (100,000 tasks often share one:
+    ``inspect.signature`` for each would take a second)."""
+    try:
+        return _ACCEPTS[func]
+    except (KeyError, TypeError):  # not seen yet, or not weak-referenceable (then not cached)
+        pass
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        found: tuple[frozenset[str], bool] = (frozenset(), True)
+    else:
+        names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        found = (names, any(p.kind is p.VAR_KEYWORD for p in params))
+    try:
+        _ACCEPTS[func] = found
+    except TypeError:
+        pass
+    return found
 
 
 def task(func: Callable | None = None, *, name: str | None = None, **options: Any):

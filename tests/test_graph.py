@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from molexp import Experiment, ExperimentExecutor, GraphError, LocalTask, TaskGraph, TaskPool
+from molexp import Experiment, ExperimentExecutor, GraphError, LocalTask, PythonTask, TaskGraph, TaskPool
 
 
 def t(name, *deps):
@@ -83,3 +83,19 @@ def test_results_keep_the_graph_order_whatever_order_tasks_finish_in(project):
     res = ExperimentExecutor(e, progress=False, max_workers=2).run()
     assert list(res) == ["slow", "fast", "after"]
     assert res.ok
+
+
+def test_python_tasks_sharing_a_function_each_get_their_arguments(project):
+    # the function's signature is read once for all the tasks that call it (a cache per function)
+    def scale(x, factor=1, **rest):
+        return x * factor + len(rest)
+
+    e = Experiment("shared-function", workdir=project, params={"factor": 10})
+    e.add_tasks(PythonTask(f"s{i}", scale, kwargs={"x": i}) for i in range(3))
+    e.add_task(PythonTask("total", lambda s0, s1, s2: s0 + s1 + s2, deps=["s0", "s1", "s2"]))
+    assert e.tasks["s1"].accepts() == (frozenset({"x", "factor"}), True)
+    assert PythonTask("builtin", max).accepts() == (frozenset(), True)  # no signature to read, nor to cache
+    res = ExperimentExecutor(e, progress=False).run()
+    assert res.ok
+    assert [res[f"s{i}"].value for i in range(3)] == [0, 10, 20]
+    assert res["total"].value == 30
