@@ -5,8 +5,8 @@
 
 Scenarios (chains, diamonds, fail_fast and continue, retries, conditions) run with BatchExecutor at several
 batch sizes, ExperimentExecutor, and StreamExecutor (run to the end, and ``break`` after the first result;
-``--stream-incremental`` puts StreamExecutor on incremental submission) on a LocalCluster or on `dask
-scheduler` / `dask worker` processes. ``--dying-client`` reproduces the hang fixed by giving
+``--stream-incremental`` forces incremental submission, which StreamExecutor has used on a cluster by
+default since this script was written) on a LocalCluster or on `dask scheduler` / `dask worker` processes. ``--dying-client`` reproduces the hang fixed by giving
 ``as_completed`` the run's client loop: a newer client that closes mid-run (8 rounds: 7 hangs before, 0 after).
 
 Each run executes in a thread joined with a timeout; a run that does not finish in time is a hang: every
