@@ -155,7 +155,7 @@ class PriorityPool:
         key = args[0][0][0]  # get_async submits batch_execute_tasks([(key, ...), ...])
         with self._cond:
             self._seq += 1
-            heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, fn, args, future))
+            heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, key, fn, args, future))
             self._expected.discard(key)
             if self._expected:
                 self._cond.notify()
@@ -179,14 +179,14 @@ class PriorityPool:
                         self._cond.wait()
                 if self._closed and not self._heap:
                     return
-                _, _, fn, args, future = heapq.heappop(self._heap)
+                _, _, key, fn, args, future = heapq.heappop(self._heap)
             if future.set_running_or_notify_cancel():
                 try:
                     result = fn(*args)
                 except BaseException as e:
                     future.set_exception(e)
                 else:
-                    self._finished(args[0][0][0])
+                    self._finished(key)
                     future.set_result(result)
 
     def _finished(self, key) -> None:

@@ -69,11 +69,10 @@ class Driver:
         self.interrupted = False
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def run(self, compiled, cached: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
-        """Run to the end; every task's final result by name."""
-        for _ in self.iterate(compiled, cached):
-            pass
-        return {name: self.state[name].final for name in self.graph.tasks}  # type: ignore[misc]
+    def finals(self) -> dict[str, TaskResult | None]:
+        """Every task's final result by name, in the graph's order (None where there is none yet)."""
+        state = self.state
+        return {name: state[name].final for name in self.graph.tasks}
 
     def iterate(self, compiled, cached: Mapping[str, TaskResult]) -> Iterator[TaskResult]:
         """Yield each task's final result as it arrives. Closing the generator early stops the run:

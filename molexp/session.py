@@ -98,7 +98,5 @@ class RunSession:
         if not self._iterated:
             for _ in self:
                 pass
-        state = self.driver.state
-        outcomes = {name: state[name].final for name in self.graph.tasks}
-        return Results(outcomes, wall_time=time.perf_counter() - self.started,  # type: ignore[arg-type]
+        return Results(self.driver.finals(), wall_time=time.perf_counter() - self.started,  # type: ignore[arg-type]
                        interrupted=self.driver.interrupted)

@@ -194,13 +194,10 @@ class PythonTask(Task):
         if not callable(func):
             raise TaskDefinitionError(f"task {name!r}: func must be callable, got {type(func).__name__}")
         self.func = func
-        self._signature: tuple[frozenset[str], bool] | None = None
 
     def accepts(self) -> tuple[frozenset[str], bool]:
         """(names of the function's keyword parameters, whether it takes ``**kwargs``)."""
-        if self._signature is None:
-            self._signature = _accepts(self.func)
-        return self._signature
+        return _accepts(self.func)
 
     def _fields(self) -> dict[str, Any]:
         data = super()._fields()
