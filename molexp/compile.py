@@ -20,6 +20,7 @@ from typing import Any
 
 from dask.delayed import Delayed
 
+from . import durations
 from .config import ExecutionConfig
 from .graph import TaskGraph, gc_paused
 from .result import TaskResult
@@ -40,7 +41,9 @@ class Compiled:
     keys: dict[str, str]
     specs: dict[str, TaskSpec]
     ctx_key: str
-    priorities: dict[str, int] | None = None
+    priorities: dict[str, float] | None = None
+    durations: str | None = None          # where this run's task durations are recorded (priority scheduling)
+    known_durations: dict[str, float] | None = None  # what that file held when the run was compiled
 
     def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None, packed=None):
         """The graph for ``distributed``: each node passed through ``packed(key, node)`` when given, as a
@@ -96,7 +99,8 @@ def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) ->
 def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Compiled:
     order = graph.topological_order()
     workdir = ctx.workdir
-    log_dir = os.path.join(workdir, ".molexp", _UNSAFE.sub("_", ctx.experiment), "logs")
+    run_dir = os.path.join(workdir, ".molexp", _UNSAFE.sub("_", ctx.experiment))
+    log_dir = os.path.join(run_dir, "logs")
     params = ctx.params
     environ = os.environ
 
@@ -120,11 +124,13 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Comp
             made_log_dir = True
         specs[name] = spec
         dsk[key] = (run_task, spec, ctx_key, *map(key_of, t.deps))
-    priorities = None
-    if config.priority_scheduling:
-        critical = graph.critical_path_lengths()
-        priorities = {keys[n]: (graph[n].priority if graph[n].priority is not None else critical[n]) for n in order}
-    return Compiled(dsk, keys, specs, ctx_key, priorities)
+    if not config.priority_scheduling:
+        return Compiled(dsk, keys, specs, ctx_key)
+    path = os.path.join(run_dir, durations.FILENAME)
+    known = durations.load(path)
+    critical = durations.critical_path(order, graph.dependents(), known)
+    priorities = {keys[n]: (tasks[n].priority if tasks[n].priority is not None else critical[n]) for n in order}
+    return Compiled(dsk, keys, specs, ctx_key, priorities, path, known)
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,

@@ -169,11 +169,9 @@ class TaskGraph:
 
     def critical_path_lengths(self) -> dict[str, int]:
         """name -> number of tasks on the longest path from it to the end of the graph (itself included)."""
-        dependents = self.dependents()
-        length: dict[str, int] = {}
-        for n in reversed(self.topological_order()):
-            length[n] = 1 + max((length[m] for m in dependents[n]), default=0)
-        return length
+        from .durations import critical_path
+
+        return critical_path(self.topological_order(), self.dependents(), {})  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"<TaskGraph {len(self._tasks)} tasks>"

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import durations
 from .checkpoint import Checkpoint
 from .compile import compile_graph
 from .engine import Driver
@@ -90,6 +91,9 @@ class RunSession:
         finally:
             self.progress.close()
             self.backend.close()
+            if self.compiled.durations is not None:  # priority scheduling: remember durations for next time
+                durations.save(self.compiled.durations, self.compiled.known_durations or {},
+                               self.driver.finals().values())
             if self.checkpoint is not None:
                 self.checkpoint.close()
 

@@ -3,6 +3,7 @@ timeouts, usage records, and Dask resource annotations on a cluster."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -147,6 +148,67 @@ def test_critical_path_goes_first_without_user_priorities(project):
     assert results["long1"].start < results["short"].start
     # long2 becomes ready as long1 ends, while short has been waiting: the freed worker still takes long2
     assert results["long2"].start < results["short"].start
+
+
+def learning_experiment(project) -> Experiment:
+    """Counting tasks puts the two-task chain first; its seconds put the long single task first."""
+    e = Experiment("learn", workdir=project)
+    e.add_task(LocalTask("root", commands=["true"]))
+    e.add_task(LocalTask("quick", commands=["sleep 0.02"], deps=["root"]))
+    e.add_task(LocalTask("quick2", commands=["sleep 0.02"], deps=["quick"]))
+    e.add_task(LocalTask("slow", commands=["sleep 0.3"], deps=["root"]))
+    return e
+
+
+def durations_file(project):
+    return project / ".molexp" / "learn" / "durations.json"
+
+
+def test_a_second_run_ranks_tasks_by_the_seconds_the_first_one_measured(project):
+    e = learning_experiment(project)
+    ExperimentExecutor(e, progress=False, max_workers=1).run()
+    assert not durations_file(project).exists()  # recorded only with priority scheduling
+
+    first = ExperimentExecutor(e, progress=False, max_workers=1, priority_scheduling=True).run()
+    assert first["quick"].start < first["slow"].start  # no records: 2 tasks on its chain beat 1
+    recorded = json.loads(durations_file(project).read_text())
+    assert set(recorded) == {"root", "quick", "quick2", "slow"}
+    assert recorded["slow"] >= 0.3 > recorded["quick"] + recorded["quick2"]
+
+    second = ExperimentExecutor(e, progress=False, max_workers=1, priority_scheduling=True).run()
+    assert second["slow"].start < second["quick"].start  # 0.3 s beat 0.04 s
+
+
+def test_recorded_durations_set_priorities_on_a_cluster_too(project):
+    from distributed import Client, LocalCluster
+
+    e = learning_experiment(project)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        first = ExperimentExecutor(e, progress=False, client=client, priority_scheduling=True).run()
+        second = ExperimentExecutor(e, progress=False, client=client, priority_scheduling=True).run()
+    assert first["quick"].start < first["slow"].start
+    assert second["slow"].start < second["quick"].start
+
+
+def test_an_unreadable_durations_file_counts_tasks_and_is_replaced(project):
+    e = learning_experiment(project)
+    durations_file(project).parent.mkdir(parents=True)
+    durations_file(project).write_text("{not json")
+    results = ExperimentExecutor(e, progress=False, max_workers=1, priority_scheduling=True).run()
+    assert results.ok and results["quick"].start < results["slow"].start
+    assert set(json.loads(durations_file(project).read_text())) == {"root", "quick", "quick2", "slow"}
+
+
+def test_tasks_without_a_record_count_as_the_median_recorded_task():
+    from molexp.durations import critical_path
+
+    order = ["a", "b", "c", "d"]
+    dependents = {"a": ["b"], "b": [], "c": ["d"], "d": []}
+    assert critical_path(order, dependents, {}) == {"a": 2, "b": 1, "c": 2, "d": 1}
+    # b and d have no record: each counts as the median of a and c (2.0)
+    assert critical_path(order, dependents, {"a": 1.0, "c": 3.0, "other": 99.0}) == {
+        "a": 3.0, "b": 2.0, "c": 5.0, "d": 2.0}
 
 
 def test_workers_declaring_memory_never_run_more_than_they_hold(project):
