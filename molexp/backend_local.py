@@ -5,8 +5,9 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError
 from functools import partial
+from queue import SimpleQueue
 
 from .cluster import default_workers
 from .runtime import LocalCancel, LocalSink
@@ -18,6 +19,10 @@ class LocalBackend:
     name = "local"
 
     tick = 0.5  # seconds between health checks while the driver waits
+    # The driver sleeps this long before it waits for the next outcome: tasks' threads need the GIL that each
+    # wake-up of the driver takes, and Dask's scheduler starts tasks without the driver, so outcomes can wait
+    # a moment and be handled together (1,000 `true` tasks: -5 to -9 %).
+    coalesce = 0.01
 
     def __init__(self, max_workers: int | None, *, window: int | None = None):
         self.workers = max_workers or default_workers()
@@ -41,11 +46,13 @@ class LocalBackend:
             # highest priority first (dask.local itself orders ready tasks by dask.order, not by priority).
             self._pool = PriorityPool(self.workers, compiled.priorities)
         else:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="molexp-worker")
-        # get_async hands at most `slots` tasks to the pool at a time: the pool size, or the batch window.
+            self._pool = SplitPool(self.workers)
+        # get_async hands at most `slots` chunks of `chunk` tasks to the pool at a time: the pool size, or the
+        # batch window (one task a chunk), or everything ready (priorities: the pool chooses, one at a time).
         slots = self.window or (len(keys) + 1 if compiled.priorities else self.workers)
+        chunk = 1 if self.window or compiled.priorities else chunk_size(len(keys), self.workers)
         get = partial(dask.local.get_async, self._pool.submit, slots, get_id=dask.threaded._thread_get_id,
-                      pack_exception=dask.threaded.pack_exception)
+                      pack_exception=dask.threaded.pack_exception, chunksize=chunk)
 
         if isinstance(self._pool, PriorityPool):
             pool, plain_get = self._pool, get
@@ -84,6 +91,14 @@ class LocalBackend:
             self._pool = None
 
 
+def chunk_size(tasks: int, workers: int) -> int:
+    """How many ready tasks Dask's local scheduler hands a worker thread at once (its ``chunksize``): up to 8
+    in graphs of many tasks per worker, 1 in small ones. A chunk costs the scheduler one hand-off instead of
+    one per task (1,000 `true` tasks: -8 %, 5,000 Python no-ops: -30 %); its price is that a chunk's tasks
+    run one after the other on one thread, so at most 1/32 of a worker's share can end up serialised."""
+    return max(1, min(8, tasks // (workers * 32)))
+
+
 # Graphs larger than this go to Dask's local scheduler in consecutive slices of this many tasks (in
 # dependency order). Why: dask.local orders the whole graph with dask.order first, whose memory grows with
 # tasks x root tasks on wide layered graphs (dask/dask#11055): 100 layers x 1,000 tasks took 16.5 GB and
@@ -109,6 +124,76 @@ def run_in_segments(get, compiled, keys: list, size: int) -> None:
                     if dep not in inside:
                         sub[dep] = done[dep]
         done.update(zip(part, get(sub, part)))
+
+
+class SplitPool:
+    """``submit`` for ``dask.local.get_async`` with chunks: a chunk of ready tasks that Dask's scheduler hands
+    over at once (``batch_execute_tasks(tasks)``) is split again here, so a free thread always takes the next
+    task (a chunk never waits behind one thread while another idles), and the chunk's future completes when
+    its last task has run. Dask's scheduler still hears of one chunk at a time: that is the saving."""
+
+    def __init__(self, workers: int):
+        self._items: SimpleQueue = SimpleQueue()
+        self._closed = False
+        self._workers = workers
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"molexp-worker-{i}", daemon=True).start()
+
+    def submit(self, fn, tasks):
+        chunk = _Chunk(Future(), fn, len(tasks))
+        put = self._items.put
+        for item in enumerate(tasks):
+            put((chunk, item))
+        return chunk.future
+
+    def _work(self) -> None:
+        get = self._items.get
+        while True:
+            chunk, item = get()
+            if chunk is None:
+                return
+            if self._closed:  # what was still queued at shutdown never runs
+                chunk.future.cancel()
+                continue
+            chunk.run(*item)
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+        self._closed = True
+        for _ in range(self._workers):
+            self._items.put((None, None))
+
+
+class _Chunk:
+    """One ``submit`` of ``SplitPool``: its future, and the results of its tasks as they finish."""
+
+    __slots__ = ("future", "fn", "results", "left", "lock")
+
+    def __init__(self, future: Future, fn, size: int):
+        self.future, self.fn, self.results, self.left = future, fn, [None] * size, size
+        self.lock = threading.Lock()
+
+    def run(self, i: int, task) -> None:
+        if self.future.done():  # cancelled at shutdown, or failed
+            return
+        try:
+            (self.results[i],) = self.fn([task])
+        except BaseException as e:  # Dask's task wrapper reports task errors itself: this is a bug of ours
+            self._settle(e)
+            return
+        with self.lock:
+            self.left -= 1
+            if self.left:
+                return
+        self._settle(None)
+
+    def _settle(self, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                self.future.set_result(self.results)
+            else:
+                self.future.set_exception(error)
+        except InvalidStateError:  # cancelled meanwhile, or an earlier error was set
+            pass
 
 
 class PriorityPool:

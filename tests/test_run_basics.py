@@ -186,3 +186,22 @@ def test_large_graphs_run_in_slices_locally_and_incrementally_on_a_cluster(proje
                                 priority_scheduling=True, **target).run()
     assert {n: r.status for n, r in ranked.items()} == {n: r.status for n, r in failed.items()}
     assert ranked["n4_2"].value == failed["n4_2"].value
+
+
+def test_many_small_tasks_are_dispatched_in_chunks_without_losing_parallelism(project):
+    """Dask's local scheduler hands big graphs' ready tasks over in chunks (one hand-off for several tasks);
+    a chunk is still shared by every free thread: two independent chains, whose two ready tasks always
+    arrive in one chunk, run side by side on two workers."""
+    from molexp import backend_local
+
+    e = Experiment("chains")
+    links = 100
+    assert backend_local.chunk_size(2 * links, 2) > 1
+    for chain in "ab":
+        e.add_tasks(LocalTask(f"{chain}{i}", commands=["sleep 0.01"], deps=[f"{chain}{i - 1}"] if i else [])
+                    for i in range(links))
+    results = ExperimentExecutor(e, progress=False, max_workers=2).run()
+    assert results.ok
+    together = sum(results[f"a{i}"].start < results[f"b{i}"].end and results[f"b{i}"].start < results[f"a{i}"].end
+                   for i in range(links))
+    assert together > links * 0.8, f"only {together} of {links} pairs ran side by side"
