@@ -112,6 +112,40 @@ def test_commands_run_in_bash_with_shell_features(project):
     assert (project / "sum.txt").read_text() == "6\n"
 
 
+def test_commands_start_clean_in_their_own_session(project):
+    """Whether a command is exec'd directly or through bash: its own session (so molexp can signal its whole
+    tree), default signal dispositions (Python ignores SIGPIPE; children must not inherit that), only
+    stdin/stdout/stderr open, and the task's directory and environment."""
+    leaked = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(leaked, 100)              # an inheritable descriptor of the driver's, which no task may see
+    os.set_inheritable(100, True)
+    try:
+        e = Experiment("clean", workdir=project)
+        (project / "sub").mkdir()
+        for name, cmd in [("direct", "cat /proc/self/stat /proc/self/status"),
+                          ("bash", "cat /proc/self/stat /proc/self/status | cat")]:
+            e.add_task(LocalTask(f"{name}-proc", commands=[cmd]))
+            e.add_task(LocalTask(f"{name}-fds", commands=["ls /proc/self/fd" + (" | cat" if name == "bash" else "")]))
+            e.add_task(LocalTask(f"{name}-where", commands=["pwd" if name == "direct" else "pwd | cat"], cwd="sub",
+                                 env={"MARK": name}))
+        e.add_task(LocalTask("env", commands=["printenv MARK MOLEXP_TASK"], env={"MARK": "yes"}))
+        results = ExperimentExecutor(e, progress=False, max_workers=1).run()
+    finally:
+        os.close(100)
+        os.close(leaked)
+    assert results.ok, results.summary()
+    for name in ("direct", "bash"):
+        stat, *status = Path(results[f"{name}-proc"].stdout_path).read_text().splitlines()
+        fields = stat.rsplit(")", 1)[1].split()   # after "pid (comm)": state ppid pgrp session ...
+        assert fields[2] == fields[3], f"{name}: process group {fields[2]} is not its session {fields[3]}"
+        ignored = next(line for line in status if line.startswith("SigIgn:")).split()[1]
+        assert int(ignored, 16) & (1 << (13 - 1) | 1 << (25 - 1)) == 0, f"{name}: SIGPIPE/SIGXFSZ ignored"
+        fds = results[f"{name}-fds"].stdout.split()
+        assert "100" not in fds and set(fds) <= {"0", "1", "2", "3", "4"}, fds
+        assert results[f"{name}-where"].stdout == str(project / "sub")
+    assert results["env"].stdout.splitlines() == ["yes", "env"]
+
+
 def test_workdir_default_is_current_directory(project):
     e = Experiment("here")
     e.add_task(LocalTask("t", commands=["pwd"]))
