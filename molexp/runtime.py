@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from . import affinity
 from .result import Attempt, FailureKind, TaskResult, TaskStatus
+from .spawn import spawn
 
 _POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
 _TAIL_BYTES = 4096   # how much of each log the result keeps
@@ -370,8 +371,8 @@ def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunConte
     with affinity.pinned(cores):
         if argv is not None:
             try:
-                proc = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=_devnull(), stdout=out,
-                                        stderr=err, start_new_session=True)
+                proc = spawn(argv, spec.cwd, env, _devnull(), out, err) or subprocess.Popen(
+                    argv, cwd=spec.cwd, env=env, stdin=_devnull(), stdout=out, stderr=err, start_new_session=True)
             except OSError:
                 proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
         if proc is None:
