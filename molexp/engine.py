@@ -85,12 +85,12 @@ class Driver:
         self.backend.start(compiled, self.events, self)
         engine_done = False
         drain_deadline: float | None = None
-        nap = getattr(self.backend, "coalesce", 0.0)
+        coalesce = getattr(self.backend, "coalesce", None)
         try:
             while self.left and not engine_done:
                 try:
-                    if nap and self.events.empty():
-                        time.sleep(nap)  # let outcomes pile up: one wake-up of this thread for many
+                    if coalesce is not None and self.events.empty():
+                        coalesce()  # let outcomes pile up: one wake-up of this thread for many
                     event = self.events.get(timeout=self.backend.tick)
                 except _queue.Empty:
                     if drain_deadline is not None and time.monotonic() > drain_deadline:
