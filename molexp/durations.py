@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import statistics
+import threading
 from collections.abc import Iterable, Mapping
 
 from .result import TaskResult, TaskStatus
@@ -47,7 +48,7 @@ def save(path: str, known: Mapping[str, float], results: Iterable[TaskResult | N
             updated[r.name] = round(max(0.0, last.end - last.start), 6)
     if updated == known:
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # two runs at once each write their own
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "w") as f:
