@@ -92,6 +92,9 @@ class LocalBackend:
     def task_final(self, result) -> None:
         """Dask's local scheduler starts dependents itself."""
 
+    def flush(self) -> None:
+        """Nothing to submit: Dask's local scheduler has the whole graph."""
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -119,6 +119,8 @@ class Driver:
                     raise ClusterError(event[2])
                 else:
                     self._handle(event)
+                    if self.events.empty():  # all waiting events handled: submit together what they readied
+                        self.backend.flush()
                 if self.stop_reason is not None and drain_deadline is None:
                     drain_deadline = time.monotonic() + self.kill_grace + 5.0
                 yield from self._drain_ready()

@@ -138,6 +138,19 @@ def test_priorities_order_ready_tasks_on_a_one_thread_worker(project):
     assert [e.tasks[n].priority for n in order] == list(range(9, -1, -1))
 
 
+def test_priorities_hold_for_tasks_submitted_together_as_one_graph(project):
+    from distributed import Client, LocalCluster
+
+    from molexp import BatchExecutor
+
+    e = priority_experiment(project)  # root's end readies all ten at once: they go to Dask as one graph
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        results = BatchExecutor(20, progress=False, client=client, priority_scheduling=True).execute(e)
+    order = sorted((n for n in results if n != "root"), key=lambda n: results[n].start)
+    assert [e.tasks[n].priority for n in order] == list(range(9, -1, -1))
+
+
 def test_critical_path_goes_first_without_user_priorities(project):
     e = Experiment("critical", workdir=project)
     e.add_task(LocalTask("short", commands=["sleep 0.05"]))
@@ -220,6 +233,21 @@ def test_workers_declaring_memory_never_run_more_than_they_hold(project):
     with LocalCluster(n_workers=1, threads_per_worker=3, processes=True, dashboard_address=":0",
                       resources={"memory": 1e9}, silence_logs=40) as cluster, Client(cluster) as client:
         results = ExperimentExecutor(e, progress=False, client=client).run()
+    spans = sorted((r.start, r.end) for r in results.values())
+    assert results.ok and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
+
+
+def test_declared_memory_holds_for_tasks_submitted_together(project):
+    from distributed import Client, LocalCluster
+
+    from molexp import BatchExecutor
+
+    e = Experiment("declared-batch", workdir=project)
+    for i in range(3):
+        e.add_task(LocalTask(f"big{i}", commands=["sleep 0.4"], resources={"memory": "600MB"}))
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=True, dashboard_address=":0",
+                      resources={"memory": 1e9}, silence_logs=40) as cluster, Client(cluster) as client:
+        results = BatchExecutor(3, progress=False, client=client).execute(e)  # all three in one graph
     spans = sorted((r.start, r.end) for r in results.values())
     assert results.ok and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
 

@@ -15,7 +15,7 @@ from .base import Executor
 class StreamExecutor(Executor):
     """Yields each task's ``TaskResult`` as soon as it completes (fails, is skipped...), in completion order.
 
-    On a ``distributed`` cluster each task is submitted (``client.submit``) once its inputs have finished,
+    On a ``distributed`` cluster each task is submitted once its inputs have finished,
     and results arrive through ``distributed.as_completed``. Leaving the loop early (``break``, an exception, ``close()``)
     cancels what has not started and terminates what is running before the generator returns.
     """
