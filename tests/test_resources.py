@@ -225,31 +225,22 @@ def test_tasks_without_a_record_count_as_the_median_recorded_task():
 
 
 def test_workers_declaring_memory_never_run_more_than_they_hold(project):
+    """Whether the graph goes in whole (ExperimentExecutor) or tasks are submitted together as they become
+    ready (BatchExecutor: all three in one graph), each task's memory annotation holds."""
     from distributed import Client, LocalCluster
+
+    from molexp import BatchExecutor
 
     e = Experiment("declared", workdir=project)
     for i in range(3):
         e.add_task(LocalTask(f"big{i}", commands=["sleep 0.4"], resources={"memory": "600MB"}))
     with LocalCluster(n_workers=1, threads_per_worker=3, processes=True, dashboard_address=":0",
                       resources={"memory": 1e9}, silence_logs=40) as cluster, Client(cluster) as client:
-        results = ExperimentExecutor(e, progress=False, client=client).run()
-    spans = sorted((r.start, r.end) for r in results.values())
-    assert results.ok and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
-
-
-def test_declared_memory_holds_for_tasks_submitted_together(project):
-    from distributed import Client, LocalCluster
-
-    from molexp import BatchExecutor
-
-    e = Experiment("declared-batch", workdir=project)
-    for i in range(3):
-        e.add_task(LocalTask(f"big{i}", commands=["sleep 0.4"], resources={"memory": "600MB"}))
-    with LocalCluster(n_workers=1, threads_per_worker=3, processes=True, dashboard_address=":0",
-                      resources={"memory": 1e9}, silence_logs=40) as cluster, Client(cluster) as client:
-        results = BatchExecutor(3, progress=False, client=client).execute(e)  # all three in one graph
-    spans = sorted((r.start, r.end) for r in results.values())
-    assert results.ok and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
+        runs = [ExperimentExecutor(e, progress=False, client=client).run(),
+                BatchExecutor(3, progress=False, client=client).execute(e)]
+    for results in runs:
+        spans = sorted((r.start, r.end) for r in results.values())
+        assert results.ok and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
 
 
 def test_seed_resource_snippet_runs_as_written_and_usage_table(project):
