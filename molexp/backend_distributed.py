@@ -102,7 +102,7 @@ class DistributedBackend:
     By default the whole graph goes in at once (``client.get(..., sync=False)``) and Dask's scheduler starts
     each task when its inputs are ready; graphs over ``backend_local.SEGMENT`` tasks are submitted
     incrementally instead. ``incremental=True`` submits a task only once its dependencies have finished
-    (those one driver wake-up made ready go together, as one graph: see ``flush``), keeping at most
+    (those one driver wake-up made ready go together, as one graph: see ``caught_up``), keeping at most
     ``window`` in flight (BatchExecutor) and asking ``throttle()`` for a lower bound at each step
     (AdaptiveExecutor). Outcomes come back through ``as_completed`` in a
     collector thread; running/retrying events through ``subscribe_topic``.
@@ -325,7 +325,7 @@ class DistributedBackend:
 
     def task_final(self, result) -> None:
         """Called by the driver for each final result: release what is no longer needed, queue what became
-        ready. ``flush`` submits it."""
+        ready. ``caught_up`` submits it."""
         if not self.incremental or not hasattr(self, "_in_flight"):
             return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
         name = result.name
@@ -345,9 +345,9 @@ class DistributedBackend:
                 if not waiting:
                     heapq.heappush(self._ready, (self._rank[dependent], dependent))
 
-    def flush(self) -> None:
-        """Called by the driver once it has handled the events waiting in its queue: submit what became
-        ready meanwhile as one graph. Why not at each ``task_final``: each submission is one ``update-graph``
+    def caught_up(self) -> None:
+        """Called by the driver once it has handled every waiting outcome: submit what became ready meanwhile
+        as one graph. Why not at each ``task_final``: each submission is one ``update-graph``
         message and one scheduler step in the driver's process, which is the busy one; results arrive in
         batches (one per collector ``gather``), so one wake-up typically readies several tasks."""
         if self.incremental and getattr(self, "_ready", None):

@@ -42,7 +42,7 @@ class Compiled:
     specs: dict[str, TaskSpec]
     ctx_key: str
     priorities: dict[str, float] | None = None
-    durations: str | None = None          # where this run's task durations are recorded (priority scheduling)
+    durations_path: str | None = None     # where this run's task durations are recorded (priority scheduling)
     known_durations: dict[str, float] | None = None  # what that file held when the run was compiled
 
     def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None, packed=None):

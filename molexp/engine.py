@@ -85,12 +85,9 @@ class Driver:
         self.backend.start(compiled, self.events, self)
         engine_done = False
         drain_deadline: float | None = None
-        coalesce = getattr(self.backend, "coalesce", None)
         try:
             while self.left and not engine_done:
                 try:
-                    if coalesce is not None and self.events.empty():
-                        coalesce()  # let outcomes pile up: one wake-up of this thread for many
                     event = self.events.get(timeout=self.backend.tick)
                 except _queue.Empty:
                     if drain_deadline is not None and time.monotonic() > drain_deadline:
@@ -119,8 +116,8 @@ class Driver:
                     raise ClusterError(event[2])
                 else:
                     self._handle(event)
-                    if self.events.empty():  # all waiting events handled: submit together what they readied
-                        self.backend.flush()
+                    if self.events.empty():
+                        self.backend.caught_up()  # submit what those events readied / let outcomes pile up
                 if self.stop_reason is not None and drain_deadline is None:
                     drain_deadline = time.monotonic() + self.kill_grace + 5.0
                 yield from self._drain_ready()

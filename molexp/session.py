@@ -91,8 +91,8 @@ class RunSession:
         finally:
             self.progress.close()
             self.backend.close()
-            if self.compiled.durations is not None:  # priority scheduling: remember durations for next time
-                durations.save(self.compiled.durations, self.compiled.known_durations or {},
+            if self.compiled.durations_path is not None:  # priority scheduling: remember durations
+                durations.save(self.compiled.durations_path, self.compiled.known_durations or {},
                                self.driver.finals().values())
             if self.checkpoint is not None:
                 self.checkpoint.close()
