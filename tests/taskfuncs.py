@@ -43,3 +43,7 @@ def add_inputs(start=0, **upstream):
 
 def boom_any(**_):
     raise RuntimeError("boom")
+
+
+def blob_is_big(task, context):
+    return len(context["blob"]) > 100_000 and len(context["note"]) > 100_000

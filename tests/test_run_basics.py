@@ -239,3 +239,22 @@ def test_many_small_tasks_are_dispatched_in_chunks_without_losing_parallelism(pr
     together = sum(results[f"a{i}"].start < results[f"b{i}"].end and results[f"b{i}"].start < results[f"a{i}"].end
                    for i in range(links))
     assert together > links * 0.8, f"only {together} of {links} pairs ran side by side"
+
+
+def test_params_and_context_of_any_size_reach_tasks_on_a_cluster(project, cluster_client):
+    """A run's params and context travel inside each task when small and as one piece of data every task
+    depends on when large (over 64 KiB): conditions on the workers see them either way, whether the whole
+    graph goes in at once or tasks are submitted as they become ready (BatchExecutor)."""
+    from molexp import BatchExecutor
+
+    for size in (10, 200_000):
+        e = Experiment("context", workdir=project, params={"blob": "x" * size})
+        e.add_task(LocalTask("first", commands=["true"]))
+        e.add_task(LocalTask("only_if_big", commands=["true"], deps=["first"], condition=taskfuncs.blob_is_big))
+        runs = [ExperimentExecutor(e, progress=False, client=cluster_client).run(context={"note": "y" * size}),
+                BatchExecutor(batch_size=1, progress=False, client=cluster_client).execute(
+                    e, context={"note": "y" * size})]
+        for results in runs:
+            assert results["first"].status is TaskStatus.COMPLETED
+            expected = TaskStatus.COMPLETED if size > 100_000 else TaskStatus.SKIPPED
+            assert results["only_if_big"].status is expected, (size, results["only_if_big"])
