@@ -62,9 +62,15 @@ class DistributedSink:
 
 
 class DistributedCancel:
-    """A run's stop flag on a cluster: a ``distributed.Event``, read at most every 0.1 s per process."""
+    """A run's stop flag on a cluster: a ``distributed.Event``.
 
-    _cache: dict[str, tuple[float, bool]] = {}
+    In each process that reads it, one daemon thread waits on the event (``Event.wait``: the scheduler answers
+    as soon as it is set) and mirrors it in a ``threading.Event``, so ``is_set()`` and ``wait()`` never leave
+    the process. Asking the scheduler from the task's own thread instead (every 0.1 s) cost ~0.4 ms of every
+    task's time on a busy worker (1,000 `true` tasks, measured)."""
+
+    _mirrors: dict[str, "_Mirror"] = {}  # per process, by event name
+    _lock = threading.Lock()
 
     def __init__(self, name: str, client=None):
         self.name = name
@@ -81,25 +87,72 @@ class DistributedCancel:
     def set(self) -> None:
         self._event().set()
 
+    def release(self) -> None:
+        """The run is over: wake every watcher so it stops, and forget the event on the scheduler (a wait
+        still pending when the scheduler shuts down is logged there as an error)."""
+        event = self._event()
+        event.set()
+        event.clear()
+
     def is_set(self) -> bool:
-        now = time.monotonic()
-        checked = self._cache.get(self.name)
-        if checked is not None and (checked[1] or now - checked[0] < 0.1):
-            return checked[1]
-        try:
-            value = bool(self._event().is_set())
-        except Exception:
-            value = False
-        self._cache[self.name] = (now, value)
-        return value
+        return self._mirror().is_set()
 
     def wait(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.is_set():
-                return True
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        return self.is_set()
+        return self._mirror().wait(seconds)
+
+    def _mirror(self) -> "_Mirror":
+        mirror = self._mirrors.get(self.name)
+        if mirror is None:
+            with self._lock:
+                mirror = self._mirrors.get(self.name) or self._watch()
+        mirror.asked = time.monotonic()
+        return mirror
+
+    def _watch(self) -> "_Mirror":
+        """A mirror of the event, watched from now on (not kept when there is no scheduler to ask: the next
+        call tries again)."""
+        now = time.monotonic()
+        for name, old in list(self._mirrors.items()):  # runs long over in this process
+            if old.is_set() and now - old.asked > _WATCH_IDLE:
+                self._mirrors.pop(name, None)
+        mirror = _Mirror()
+        event = self._event()
+        try:
+            if event.client is None:  # resolved here: in a task's thread ``get_client`` finds the worker's
+                return mirror
+            if event.is_set():
+                mirror.set()
+        except Exception:
+            return mirror
+        self._mirrors[self.name] = mirror
+        if not mirror.is_set():
+            threading.Thread(target=self._follow, args=(event, mirror), name="molexp-cancel-watch",
+                             daemon=True).start()
+        return mirror
+
+    def _follow(self, event, mirror: "_Mirror") -> None:
+        """Wait on the event until it is set, or until nobody in this process has asked for a while."""
+        while not mirror.is_set():
+            try:
+                if event.wait(timeout=_WATCH_WAIT):
+                    mirror.set()  # kept: a run once cancelled stays cancelled
+                    return
+            except Exception:  # the scheduler is away for now
+                time.sleep(_WATCH_WAIT)
+            if time.monotonic() - mirror.asked > _WATCH_IDLE:
+                with self._lock:
+                    self._mirrors.pop(self.name, None)
+                return
+
+
+class _Mirror(threading.Event):
+    """A local copy of a cancel event, and when it was last read."""
+
+    asked = 0.0
+
+
+_WATCH_WAIT = 2.0    # seconds a watcher's ``Event.wait`` lasts on the scheduler before it looks around
+_WATCH_IDLE = 30.0   # a watcher nobody read for this long stops (the run is over in this process)
 
 
 class DistributedBackend:
@@ -128,6 +181,7 @@ class DistributedBackend:
         self._stop = threading.Event()
         self._stopped_submitting = False
         self._cancelled: set[str] = set()  # futures molexp itself cancelled
+        self._cancel: DistributedCancel | None = None
         self._done_with: list = []  # futures no longer needed, released together (see release_later)
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
@@ -139,7 +193,8 @@ class DistributedBackend:
         return DistributedSink(self._topic)
 
     def make_cancel(self, run_id: str):
-        return DistributedCancel(f"molexp-cancel-{run_id}", client=self.client)
+        self._cancel = DistributedCancel(f"molexp-cancel-{run_id}", client=self.client)
+        return self._cancel
 
     def dashboard_link(self) -> str | None:
         try:
@@ -338,8 +393,8 @@ class DistributedBackend:
         self._more.set()  # the collector may be waiting for futures to watch
 
     def task_final(self, result) -> None:
-        """Called by the driver for each final result: release what is no longer needed, queue what became
-        ready. ``caught_up`` submits it."""
+        """Called by the driver for each final result: note what is no longer needed and queue what became
+        ready; ``caught_up`` releases the one and submits the other."""
         if not self.incremental or not hasattr(self, "_in_flight"):
             return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
         name = result.name
@@ -362,9 +417,10 @@ class DistributedBackend:
 
     def caught_up(self) -> None:
         """Called by the driver once it has handled every waiting outcome: submit what became ready meanwhile
-        as one graph. Why not at each ``task_final``: each submission is one ``update-graph``
-        message and one scheduler step in the driver's process, which is the busy one; results arrive in
-        batches (one per collector ``gather``), so one wake-up typically readies several tasks."""
+        as one graph, and release the futures no task needs any more together. Why not at each
+        ``task_final``: each submission is one ``update-graph`` message and one scheduler step in the driver's
+        process, which is the busy one; results arrive in batches (one per collector ``gather``), so one
+        wake-up typically readies several tasks."""
         if self.incremental and getattr(self, "_ready", None):
             self._fill()
         if self._done_with:
@@ -431,6 +487,11 @@ class DistributedBackend:
 
     def close(self) -> None:
         self._stop.set()
+        if self._cancel is not None:
+            try:
+                self._cancel.release()
+            except Exception:  # the cluster may be gone already
+                pass
         if self._topic is not None:
             try:
                 self.client.unsubscribe_topic(self._topic)

@@ -43,6 +43,10 @@ def _load():
 
 
 _libc = _load()
+# The same functions, called without releasing the GIL: for the calls that only fill in memory (file actions).
+# Each release is a chance for another thread to take the GIL, and getting it back can wait for that thread's
+# switch interval (5 ms): on a busy Dask worker, seven needless hand-offs per command.
+_libc_gil = ctypes.PyDLL(None, use_errno=True) if _libc is not None else None
 
 
 class _Prepared(threading.local):
@@ -70,13 +74,14 @@ def spawn(argv: list[str], cwd: str, env: dict, stdin: int, stdout: int, stderr:
         return None
     p = _prepared
     fa = p.actions
-    _libc.posix_spawn_file_actions_init(fa)
+    libc = _libc_gil
+    libc.posix_spawn_file_actions_init(fa)
     try:
-        _libc.posix_spawn_file_actions_adddup2(fa, stdin, 0)
-        _libc.posix_spawn_file_actions_adddup2(fa, stdout, 1)
-        _libc.posix_spawn_file_actions_adddup2(fa, stderr, 2)
-        _libc.posix_spawn_file_actions_addclosefrom_np(fa, 3)
-        _libc.posix_spawn_file_actions_addchdir_np(fa, os.fsencode(cwd))
+        libc.posix_spawn_file_actions_adddup2(fa, stdin, 0)
+        libc.posix_spawn_file_actions_adddup2(fa, stdout, 1)
+        libc.posix_spawn_file_actions_adddup2(fa, stderr, 2)
+        libc.posix_spawn_file_actions_addclosefrom_np(fa, 3)
+        libc.posix_spawn_file_actions_addchdir_np(fa, os.fsencode(cwd))
         args = [os.fsencode(a) for a in argv]
         c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
         pairs = [k + b"=" + v for k, v in env.items()] if _is_bytes_env(env) else \
@@ -85,7 +90,7 @@ def spawn(argv: list[str], cwd: str, env: dict, stdin: int, stdout: int, stderr:
         pid = ctypes.c_int()
         err = _libc.posix_spawn(ctypes.byref(pid), args[0], fa, p.attr, c_argv, c_env)
     finally:
-        _libc.posix_spawn_file_actions_destroy(fa)
+        libc.posix_spawn_file_actions_destroy(fa)
     if err:
         raise OSError(err, os.strerror(err), argv[0])
     return Child(pid.value, argv)

@@ -47,3 +47,19 @@ def boom_any(**_):
 
 def blob_is_big(task, context):
     return len(context["blob"]) > 100_000 and len(context["note"]) > 100_000
+
+
+def thread_names():
+    import threading
+
+    return sorted(t.name for t in threading.enumerate())
+
+
+def cancel_watchers():
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "molexp-cancel-watch"]
+
+
+def cancel_events(dask_scheduler=None):
+    return [str(n) for n in dask_scheduler.extensions["events"]._events if str(n).startswith("molexp-cancel")]

@@ -174,3 +174,23 @@ def test_a_function_workers_cannot_import_fails_its_task_clearly(project, dask_p
     assert r.status is TaskStatus.FAILED and r.failure == "error"
     assert "cannot load task 'compute' on this worker" in r.error and "only_on_the_client" in r.error
     assert results["shell"].ok
+
+
+def test_workers_watch_a_runs_cancel_flag_only_while_it_runs(project, dask_processes):
+    """A worker learns of a cancel from one thread per run waiting on the run's Dask Event (the tasks never ask
+    the scheduler themselves); once the run is over, those threads stop and the scheduler forgets the event."""
+    from distributed import Client
+
+    e = Experiment("watch", workdir=project)
+    e.add_task(LocalTask("first", commands=["true"]))
+    e.add_task(PythonTask("threads", taskfuncs.thread_names, deps=["first"]))
+    with Client(dask_processes.address, timeout="20s") as client:
+        results = ExperimentExecutor(e, progress=False, client=client).run()
+        assert results.ok and "molexp-cancel-watch" in results["threads"].value
+        deadline = time.monotonic() + 10
+        while any(client.run(taskfuncs.cancel_watchers).values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(client.run(taskfuncs.cancel_watchers).values())
+        assert client.run_on_scheduler(taskfuncs.cancel_events) == []
+    dask_processes.close()
+    assert "ERROR" not in (dask_processes.directory / "scheduler.log").read_text()
