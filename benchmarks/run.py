@@ -92,6 +92,14 @@ class Clusters:
                 out[threads] = repr(e)
         return out
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait (off the clock) until every scheduler holds no task: releasing a run's futures is asynchronous
+        for both Dask contenders, and a cluster still cleaning up would slow whatever is measured next."""
+        deadline = time.monotonic() + timeout
+        for _, client in self._by_threads.values():
+            while client.run_on_scheduler(_scheduler_task_count) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
     def abandon(self):
         """Drop every cluster (a hung run may still hold one); new ones start on next use."""
         old = list(self._by_threads.values())
@@ -108,6 +116,10 @@ class Clusters:
             client.close()
             cluster.close()
         self._by_threads.clear()
+
+
+def _scheduler_task_count(dask_scheduler=None) -> int:
+    return len(dask_scheduler.tasks)
 
 
 def _scheduler_states(dask_scheduler=None) -> dict:
@@ -171,6 +183,8 @@ def measure(fns: dict, repeat: int, timeout: float, clusters: Clusters | None,
     for _ in range(repeat):
         for k, fn in fns.items():
             samples[k].append(timed(f"{row}/{k}", fn, timeout, clusters))
+            if clusters is not None and "dist" in k:
+                clusters.settle()
     return samples
 
 

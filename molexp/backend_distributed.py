@@ -30,7 +30,8 @@ _SUBMIT_CHUNK = 1000
 # A run context (pickled) up to this size travels inside each task; a larger one (big params or context) is
 # one data node every task depends on. Why inline: a dependency shared by every task cost the scheduler and
 # the worker ~0.45 ms of CPU a task each (measured on 1,000 `true` tasks), and a run context is typically
-# ~500 bytes; the scheduler keeps one copy (the graph's pickle shares it), each task message carries it.
+# ~500 bytes; the scheduler keeps one copy per submitted graph (its pickle shares it), each task message
+# to a worker carries it.
 _INLINE_CONTEXT = 64 * 1024
 
 
