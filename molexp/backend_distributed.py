@@ -183,6 +183,7 @@ class DistributedBackend:
         self._stopped_submitting = False
         self._cancelled: set[str] = set()  # futures molexp itself cancelled
         self._cancel: DistributedCancel | None = None
+        self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
         self._done_with: list = []  # futures no longer needed, released together (see release_later)
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
@@ -505,7 +506,7 @@ class DistributedBackend:
                     self.client.cancel(leftover)
                 except Exception:
                     pass
-        release_later(self.client, [*self._futures.values(), getattr(self, "_ctx_future", None)])
+        release_later(self.client, [*self._futures.values(), self._ctx_future])
         self._futures = {}
         self._ctx_future = None  # release everything: an adaptive cluster may retire workers holding data
         self._ac = None

@@ -55,11 +55,5 @@ def thread_names():
     return sorted(t.name for t in threading.enumerate())
 
 
-def cancel_watchers():
-    import threading
-
-    return [t.name for t in threading.enumerate() if t.name == "molexp-cancel-watch"]
-
-
 def cancel_events(dask_scheduler=None):
     return [str(n) for n in dask_scheduler.extensions["events"]._events if str(n).startswith("molexp-cancel")]
