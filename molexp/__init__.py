@@ -5,13 +5,14 @@ Public names only; see the README and ``docs/`` for the guide.
 
 from .config import ExecutionConfig
 from .errors import (CheckpointError, CheckpointLocked, ClusterError, ConfigError, CycleError, ExecutionError,
-                     GraphError, MolexpError, SweepError, TaskDefinitionError, TemplateError, ValidationError)
+                     FileDeclarationError, GraphError, MolexpError, SweepError, TaskDefinitionError, TemplateError, ValidationError)
 from .adaptive_policy import Decision, MemoryPolicy
 from .executors import AdaptiveExecutor, BatchExecutor, Executor, ExperimentExecutor, RunInterrupted, StreamExecutor
 from .experiment import Experiment, TaskPool
 from .graph import TaskGraph
 from .params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, Uniform,
                      group_results, param_sets, sweep)
+from .uptodate import Plan, PlanEntry
 from .result import Attempt, FailureKind, Results, TaskResult, TaskStatus
 from .runtime import current_task
 from .task import LocalTask, PythonTask, ShellTask, Task, task
@@ -24,6 +25,7 @@ __all__ = [
     "group_results", "param_sets", "sweep",
     "Attempt", "CheckpointError", "CheckpointLocked", "ClusterError", "ConfigError", "CycleError",
     "ExecutionConfig", "ExecutionError", "Executor", "Experiment", "ExperimentExecutor", "FailureKind",
+    "FileDeclarationError", "Plan", "PlanEntry",
     "GraphError", "LocalTask", "MolexpError", "PythonTask", "Results", "RunInterrupted", "ShellTask", "Task",
     "TaskDefinitionError", "TaskGraph", "TaskPool", "TaskResult", "TaskStatus", "TemplateError",
     "ValidationError", "current_task", "task",

@@ -1,45 +1,25 @@
-"""Checkpoint and resume for a run: task fingerprints, and the journal seen from the executor.
+"""Checkpoint and resume for a run: the journal seen from the executor.
 
-A task's fingerprint hashes its type, its rendered commands (or its function's source and call arguments),
-its cwd and env, and its dependencies' fingerprints. On resume a task recorded as completed with the same
-fingerprint is not run again: it ends ``cached`` with its stored result (and return value). A changed task
-gets a new fingerprint, and so does everything downstream of it, so they all run again.
+On resume a task that is up to date (``molexp.uptodate``: same definition, same input contents, its outputs
+still as it wrote them) is not run again: it ends ``cached`` with its stored result (and return value).
+Everything else runs, with the reason in its result.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
 
+from . import uptodate
 from .errors import CheckpointError
+from .filehash import HashCache
+from .files import Resolved
 from .journal import NO_VALUE, Journal, _json_str, find_checkpoint_dir
 from .result import TaskResult, TaskStatus
 from .runtime import TaskSpec
 
 log = logging.getLogger("molexp")
-
-
-def fingerprints(order: list[str], specs: Mapping[str, TaskSpec]) -> dict[str, str]:
-    """name -> hex fingerprint, for tasks in topological ``order``."""
-    out: dict[str, str] = {}
-    sources: dict[int, str] = {}
-    for name in order:
-        s = specs[name]
-        ident: dict[str, Any] = {"kind": s.kind, "cwd": s.cwd, "env": s.env, "deps": [out[d] for d in s.deps]}
-        if s.kind == "shell":
-            ident["commands"] = list(s.commands)
-        else:
-            key = id(s.func)
-            if key not in sources:
-                sources[key] = s.task._source()
-            ident["func"] = sources[key]
-            ident["kwargs"] = s.call_kwargs
-        text = json.dumps(ident, sort_keys=True, default=repr)
-        out[name] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-    return out
 
 
 def _float(v) -> str:
@@ -78,6 +58,10 @@ def result_json(r: TaskResult) -> str:
         out.append(f',"peak_memory":{int(r.peak_memory)}')
     if r.cpu_time is not None:
         out.append(f',"cpu_time":{_float(r.cpu_time)}')
+    for key in ("inputs", "outputs"):
+        files = getattr(r, key)
+        if files:
+            out.append(f',"{key}":{json.dumps(files, ensure_ascii=True, separators=(",", ":"))}')
     log = r.attempt_log
     if log:
         a = log[0]
@@ -95,45 +79,58 @@ class Checkpoint:
         self.journal = Journal.open(find_checkpoint_dir(directory).resolve(), experiment=experiment,
                                     snapshot_interval=interval)
         self.fingerprints: dict[str, str] = {}
+        self.plan: dict[str, uptodate.PlanEntry] = {}
+        self.files: uptodate.FileRecorder | None = None
 
     @property
     def path(self):
         return self.journal.path
 
-    def prepare(self, order: list[str], specs: Mapping[str, TaskSpec], *, resume: bool) -> dict[str, TaskResult]:
-        """Fingerprint the run's tasks; with ``resume``, the results of tasks completed before with an
-        unchanged fingerprint (and unchanged upstream), as ``cached`` results."""
-        self.fingerprints = fingerprints(order, specs)
+    def prepare(self, order: list[str], specs: Mapping[str, TaskSpec], resolved: Resolved, workdir: str, *,
+                resume: bool, force=frozenset()) -> dict[str, TaskResult]:
+        """Fingerprint the run's tasks and hash their source inputs; with ``resume``, the results of the tasks
+        that are up to date (``uptodate.decide``), as ``cached`` results."""
+        self.fingerprints = uptodate.fingerprints(order, specs, resolved.files)
+        cache = HashCache.load(self.path)
+        if resolved.files:
+            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache)
         if not resume:
             return {}
-        done = self.journal.completed()
-        cached: dict[str, TaskResult] = {}
-        for name in order:
-            rec = done.get(name)
-            if rec is None or rec["fingerprint"] != self.fingerprints[name]:
-                continue
-            if any(d not in cached for d in specs[name].deps):
-                continue  # an upstream task runs again, so this one must too
-            value = None
-            if rec.get("has_value"):
-                try:
-                    value = self.journal.load_value(name)
-                except (CheckpointError, KeyError) as e:
-                    log.warning("molexp: the stored value of %r cannot be read (%s); running it again", name, e)
-                    continue
-            result = TaskResult.from_record(rec["result"], value)
-            result.status = TaskStatus.CACHED
-            cached[name] = result
+        self.plan, cached = uptodate.decide(order, {n: specs[n].deps for n in order}, self.fingerprints,
+                                            resolved.files, self.journal.records(), cache, workdir, force=force,
+                                            reuse=self._reuse)
         return cached
 
+    def _reuse(self, name: str, rec: dict) -> TaskResult | str:
+        value = None
+        if rec.get("has_value"):
+            try:
+                value = self.journal.load_value(name)
+            except (CheckpointError, KeyError) as e:
+                log.warning("molexp: the stored value of %r cannot be read (%s); running it again", name, e)
+                return "its stored value cannot be read"
+        result = TaskResult.from_record(rec["result"], value)
+        result.status, result.reason = TaskStatus.CACHED, "up to date"
+        return result
+
     def record(self, result: TaskResult, kind: str | None) -> None:
-        """Journal one final outcome (cached ones are in the journal already)."""
+        """Journal one final outcome (cached ones are in the journal already), with its input hashes and
+        why it ran."""
+        if self.files is not None:
+            self.files.on_final(result)
         if result.status is TaskStatus.CACHED:
             return
+        entry = self.plan.get(result.name)
+        if entry is not None and result.reason is None and result.status is not TaskStatus.SKIPPED:
+            result.reason = entry.reason
         fp = self.fingerprints.get(result.name, "")
         keep_value = kind == "python" and result.status is TaskStatus.COMPLETED
         self.journal.record(result.name, fp, result.status.value, result_json(result),
                             value=result.value if keep_value else NO_VALUE)
 
     def close(self) -> None:
-        self.journal.close()
+        try:
+            if self.files is not None:
+                self.files.save(self.path)
+        finally:
+            self.journal.close()

@@ -22,6 +22,7 @@ from dask.delayed import Delayed
 
 from . import durations
 from .config import ExecutionConfig
+from .files import TaskFiles
 from .graph import TaskGraph, gc_paused
 from .result import TaskResult
 from .runtime import RunContext, TaskSpec, run_task
@@ -91,13 +92,16 @@ def log_paths(log_dir: str, name: str) -> tuple[str, str]:
     return base + ".out", base + ".err"
 
 
-def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Compiled:
-    """Validate, render templates and build the Dask graph. Raises before anything runs."""
+def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig,
+                  files: Mapping[str, TaskFiles] | None = None, *, dry: bool = False) -> Compiled:
+    """Validate, render templates and build the Dask graph. Raises before anything runs. ``files`` are the
+    tasks' resolved files (``files.resolve``); ``dry`` makes no directory (``plan()``)."""
     with gc_paused():
-        return _compile(graph, ctx, config)
+        return _compile(graph, ctx, config, files or {}, dry)
 
 
-def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Compiled:
+def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: Mapping[str, TaskFiles],
+             dry: bool) -> Compiled:
     order = graph.topological_order()
     workdir = ctx.workdir
     run_dir = os.path.join(workdir, ".molexp", _UNSAFE.sub("_", ctx.experiment))
@@ -119,8 +123,8 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Comp
         g = family(name)
         key = f"{g.group(0) if g else 'task'}-{run8}-{name}"   # see the module docstring
         keys[name] = key
-        spec = _spec(t, ctx, config, params, environ, workdir, log_dir)
-        if spec.stdout_path and not made_log_dir:
+        spec = _spec(t, ctx, config, params, environ, workdir, log_dir, files.get(name))
+        if spec.stdout_path and not made_log_dir and not dry:
             os.makedirs(log_dir, exist_ok=True)
             made_log_dir = True
         specs[name] = spec
@@ -135,7 +139,7 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig) -> Comp
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,
-          workdir: str, log_dir: str) -> TaskSpec:
+          workdir: str, log_dir: str, f: TaskFiles | None) -> TaskSpec:
     cwd = os.path.join(workdir, t.cwd) if t.cwd is not None else workdir
     retries = t.retries if t.retries is not None else config.retry_attempts
     timeout = t.timeout if t.timeout is not None else config.task_timeout
@@ -149,18 +153,24 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
     cores = t.resources.get("cores", 1) if t.resources else 1
     if isinstance(t, LocalTask):
         out, err = log_paths(log_dir, t.name)
-        commands = tuple(t.render(params, environ)) if "$" in "".join(t.commands) else tuple(t.commands)
+        commands = tuple(t.render(params, environ, files=f.values if f else None)) \
+            if "$" in "".join(t.commands) else tuple(t.commands)
         # Positional: a third of the cost of keywords, which counts at 100,000 tasks. TaskSpec's field order:
         # name, kind, task, deps, commands, func, call_kwargs, dep_kwargs, cwd, env, timeout, retries,
         # memory_limit, condition, stdout_path, stderr_path, cores, isolated.
-        return TaskSpec(t.name, "shell", t, tuple(t.deps), commands, None, None, (), cwd, t.env or None,
+        spec = TaskSpec(t.name, "shell", t, tuple(t.deps), commands, None, None, (), cwd, t.env or None,
                         timeout, retries, memory, t.condition, out, err, cores)
+        if f is not None:
+            spec.outputs = f.outputs
+        return spec
     if isinstance(t, PythonTask):
         names, varkw = t.accepts()
         call = dict(t.kwargs)
         for k, v in params.items():
             if k in names or (k in call):
                 call[k] = v
+        if f is not None:
+            call.update((k, v) for k, v in f.call.items() if k in names)
         dep_kwargs = ()
         if t.deps:
             dep_kwargs = tuple((d, arg or d) for d in t.deps for arg in [_argument_for(d, names)] if arg or varkw)
@@ -170,8 +180,11 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
                         " and ".join(w for w, v in (("timeout", timeout), ("memory limit", memory)) if v))
         out, err = log_paths(log_dir, t.name) if t.isolated else (None, None)
         # positional, as for shell tasks above (the same field order)
-        return TaskSpec(t.name, "python", t, tuple(t.deps), (), t.func, call, dep_kwargs, cwd, t.env or None,
+        spec = TaskSpec(t.name, "python", t, tuple(t.deps), (), t.func, call, dep_kwargs, cwd, t.env or None,
                         timeout, retries, memory, t.condition, out, err, cores, t.isolated)
+        if f is not None:
+            spec.outputs = f.outputs
+        return spec
     raise TypeError(f"task {t.name!r}: cannot run a {type(t).__name__}; use LocalTask or PythonTask")
 
 

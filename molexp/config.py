@@ -34,6 +34,9 @@ class ExecutionConfig:
     Progress: ``progress=True`` shows a tqdm bar.
     Checkpoints: ``checkpoint_dir=None``, ``checkpoint_interval=100`` task outcomes (at least) between snapshots,
     ``auto_resume=False``.
+    Shell and files: ``pipefail=True`` runs commands with ``bash -o pipefail`` (a failing command in a pipe fails
+    the task); ``keep_failed_outputs=False`` removes a failed attempt's declared outputs (True keeps them, for
+    debugging: a resume still runs the task again).
     """
 
     max_workers: int | None = None
@@ -54,6 +57,8 @@ class ExecutionConfig:
     checkpoint_dir: str | None = None
     checkpoint_interval: int = 100
     auto_resume: bool = False
+    pipefail: bool = True
+    keep_failed_outputs: bool = False
 
     def merge(self, **options: Any) -> ExecutionConfig:
         """A new config with ``options`` validated and applied."""
@@ -162,4 +167,6 @@ _CHECKS = {
     "checkpoint_dir": _path,
     "checkpoint_interval": _int(1),
     "auto_resume": _bool,
+    "pipefail": _bool,
+    "keep_failed_outputs": _bool,
 }

@@ -9,6 +9,7 @@
     │   │   └── CycleError               the dependencies form a cycle (``.cycle`` lists it)
     │   ├── TemplateError                a ``$var`` placeholder has no value
     │   ├── SweepError                   a parameter space or sweep is malformed
+    │   ├── FileDeclarationError         an input nobody makes, an output declared twice (``inputs=``/``outputs=``)
     │   └── ConfigError                  an unknown option, or a value of the wrong type or range
     ├── CheckpointError (ValueError)     a checkpoint file is corrupt, truncated or foreign (``.path``)
     │   └── CheckpointLocked             another live run holds the checkpoint directory
@@ -52,6 +53,11 @@ class TemplateError(ValidationError):
 
 class SweepError(ValidationError):
     """Raised by ``molexp.params`` (spaces, samplers, ``sweep``) and by a malformed ``sweep:`` in YAML."""
+
+
+class FileDeclarationError(ValidationError):
+    """Raised before a run starts when declared files cannot work: an input that does not exist and that no
+    task declares as an output, an output two tasks declare, a path that is both a task's input and output."""
 
 
 class ConfigError(ValidationError):

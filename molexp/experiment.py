@@ -195,4 +195,4 @@ def task_from_dict(spec: Any, *, where: str = "task") -> Task:
 
 
 _BASE_FIELDS = frozenset({"deps", "kwargs", "timeout", "retries", "priority", "resources", "condition", "cwd",
-                          "env"})
+                          "env", "inputs", "outputs"})

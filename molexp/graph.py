@@ -156,6 +156,25 @@ class TaskGraph:
         cycle.reverse()  # show it in execution direction: a -> b means b runs after a
         return cycle
 
+    def needed_by(self, names: Iterable[str]) -> TaskGraph:
+        """The graph of ``names`` and every task they need (their ancestors), in this graph's order.
+        ``GraphError`` names a task that is not in the graph."""
+        wanted: set[str] = set()
+        stack = []
+        for n in names:
+            if n not in self._tasks:
+                raise GraphError(f"target {n!r} is not a task of this graph" + _did_you_mean(n, self._tasks))
+            stack.append(n)
+        while stack:
+            n = stack.pop()
+            if n not in wanted:
+                wanted.add(n)
+                stack.extend(self._tasks[n].deps)
+        sub = TaskGraph(t for n, t in self._tasks.items() if n in wanted)
+        if hasattr(self, "name"):
+            sub.name = self.name  # type: ignore[attr-defined]
+        return sub
+
     def layers(self) -> list[list[str]]:
         """Groups of tasks that can run at the same time: layer k's tasks depend only on earlier layers."""
         depth: dict[str, int] = {}

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from .errors import SweepError
+from .files import groups
 from .task import _PLACEHOLDER, LocalTask, PythonTask, Task
 
 __all__ = [
@@ -432,13 +433,16 @@ def _param_sets(space: Any, sampler: Any) -> list[ParamSet]:
 def _uses(t: Task, names: Iterable[str]) -> set[str]:
     """The swept names that reach task ``t``: $placeholders of a shell task, arguments of a Python task."""
     names = set(names)
+    # a task whose file paths name a swept parameter (outputs: "mapped/${sample}.bam") is copied too
+    paths = [p for declared in (t.inputs, t.outputs) for _, ps in groups(declared) for p in ps]
+    used = {m.group(2) or m.group(3) for p in paths for m in _PLACEHOLDER.finditer(p)}
     if isinstance(t, LocalTask):
-        used = {m.group(2) or m.group(3) for c in t.commands for m in _PLACEHOLDER.finditer(c)}
+        used |= {m.group(2) or m.group(3) for c in t.commands for m in _PLACEHOLDER.finditer(c)}
         return names & used
     if isinstance(t, PythonTask):
         accepted, _ = t.accepts()
-        return names & (set(accepted) | set(t.kwargs))
-    return set()
+        return names & (set(accepted) | set(t.kwargs) | used)
+    return names & used
 
 
 def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapping[str, Any]],
@@ -496,6 +500,7 @@ def _clone(t: Task, name: str, deps: list[str], kwargs: Mapping[str, Any]) -> Ta
     c = _copy.copy(t)
     c.name, c.deps, c.kwargs = name, list(deps), dict(kwargs)
     c.resources, c.env = dict(t.resources), dict(t.env)
+    c.inputs, c.outputs = _copy.deepcopy(t.inputs), _copy.deepcopy(t.outputs)
     if isinstance(c, LocalTask):
         c.commands = list(t.commands)
     return c

@@ -50,6 +50,7 @@ class FailureKind(str, enum.Enum):
     TIMEOUT = "timeout"            # the task ran past its timeout and was terminated
     MEMORY = "memory_limit"        # the task's process tree went over its memory limit
     EXCEPTION = "exception"        # a Python task raised
+    MISSING_OUTPUT = "missing_output"  # it succeeded but did not write a declared output
     LOST_WORKER = "lost_worker"    # the Dask worker running it died, again and again
     CANCELLED = "cancelled"        # terminated by molexp (fail_fast, Ctrl-C)
     ERROR = "error"                # the task could not start: bad template, missing program, bad condition
@@ -83,7 +84,9 @@ class TaskResult:
     ``stderr_path``. ``start``/``end`` are epoch seconds. ``failure`` (a ``FailureKind`` value) and
     ``error`` (text, with the remote traceback for Python tasks) explain a failure; ``reason`` explains a skip.
     ``peak_memory`` (bytes, the largest resident set of the task's processes) and ``cpu_time`` (seconds, user +
-    system of its child processes) size resource requests.
+    system of its child processes) size resource requests. In a checkpointed run, ``inputs`` and ``outputs``
+    map each declared file (absolute path) to the content hash it was read or written with, and ``reason``
+    also says why a task ran or was reused on resume (``input data/A.fastq changed``, ``up to date``).
     """
 
     name: str
@@ -105,6 +108,10 @@ class TaskResult:
     command: str | None = None
     peak_memory: int | None = None
     cpu_time: float | None = None
+    inputs: dict[str, str] | None = None
+    outputs: dict[str, str] | None = None
+    # (on the way from a worker to the driver: the stat signatures of the outputs it hashed; never recorded)
+    file_stats: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def duration(self) -> float | None:
@@ -140,8 +147,8 @@ class TaskResult:
         return cls(value=value, **data)
 
 
-_RESULT_FIELDS = frozenset(TaskResult.__dataclass_fields__) - {"value"}
-_RECORD_FIELDS = tuple(f for f in TaskResult.__dataclass_fields__ if f != "value")
+_RESULT_FIELDS = frozenset(TaskResult.__dataclass_fields__) - {"value", "file_stats"}
+_RECORD_FIELDS = tuple(f for f in TaskResult.__dataclass_fields__ if f not in ("value", "file_stats"))
 
 
 class Results(Mapping):
@@ -202,7 +209,7 @@ class Results(Mapping):
             if resources:
                 row += ["" if r.peak_memory is None else format_bytes(r.peak_memory),
                         "" if r.cpu_time is None else f"{r.cpu_time:.2f}s"]
-            row.append(r.reason or (f"{r.failure}: {_first_line(r.error)}" if r.failure else ""))
+            row.append(_detail(r))
             rows.append(row)
         n = len(head)
         widths = [max(len(row[i]) for row in rows) for i in range(n)]
@@ -237,7 +244,7 @@ class Results(Mapping):
         rows = [[r.name, r.status.value, str(r.attempts or ""),
                  "" if r.duration is None else f"{r.duration:.2f}s",
                  "" if r.peak_memory is None else format_bytes(r.peak_memory),
-                 r.reason or (f"{r.failure}: {_first_line(r.error)}" if r.failure else "")]
+                 _detail(r)]
                 for r in self._results.values()]
         s = self.summary()
         caption = (f"{s['completed']} completed, {s['cached']} cached, {s['failed']} failed, {s['skipped']} "
@@ -254,6 +261,13 @@ class Results(Mapping):
         s = self.summary()
         return (f"<Results {s['total']} tasks: {s['completed']} completed, {s['cached']} cached, "
                 f"{s['failed']} failed, {s['skipped']} skipped>")
+
+
+def _detail(r: TaskResult) -> str:
+    """What the table says of a task: what went wrong when it failed, else why it ran, was reused or skipped."""
+    if r.status is TaskStatus.FAILED and r.failure:
+        return f"{r.failure}: {_first_line(r.error)}"
+    return r.reason or ""
 
 
 def _first_line(text: str | None) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-from . import affinity
+from . import affinity, filehash, files
 from .result import Attempt, FailureKind, TaskResult, TaskStatus
 from .spawn import spawn
 
@@ -54,6 +54,7 @@ class TaskSpec:
     stderr_path: str | None = None
     cores: int = 1                              # cores leased when the run pins CPUs
     isolated: bool = False                      # Python task in a child process
+    outputs: tuple[str, ...] = ()               # declared output files (absolute paths)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class RunContext:
     monitor_interval: float = 0.2
     cpu_affinity: bool = False
     report_starts: bool = True                  # send running/retrying events (someone is listening)
+    pipefail: bool = True                       # bash -o pipefail: a failing command in a pipe fails the task
+    keep_failed_outputs: bool = False           # leave a failed attempt's declared outputs for debugging
+    hash_outputs: bool = False                  # report the content hash of declared outputs (checkpoints)
 
 
 class _Current:
@@ -176,13 +180,19 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
         if ctx.report_starts:
             ctx.sink.emit(("running", spec.name, attempt, start, result.worker))
         try:
+            if spec.outputs:
+                _clear_outputs(spec)
             if spec.kind == "shell":
                 _run_shell(spec, ctx, attempt, result)
             else:
                 result.value = _run_python(spec, ctx, attempt, values, result)
+            if spec.outputs:
+                _check_outputs(spec)
             failure = None
         except _Outcome as o:
             failure = o
+            if spec.outputs and not ctx.keep_failed_outputs:
+                files.discard(spec.outputs)   # nothing half-written may look finished
         end = time.time()
         result.attempts = attempt
         result.end = end
@@ -208,7 +218,27 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
             break
     if result.status is TaskStatus.COMPLETED:
         result.failure = result.error = result.command = None
+        if spec.outputs and ctx.hash_outputs:
+            try:
+                result.outputs, result.file_stats = filehash.hash_outputs(spec.outputs)
+            except OSError:
+                pass  # not recorded: a resume runs the task again rather than trust an unreadable output
     return result
+
+
+def _clear_outputs(spec: TaskSpec) -> None:
+    try:
+        files.clear(spec.outputs)
+    except OSError as e:
+        raise _Outcome(FailureKind.ERROR, f"cannot prepare the declared outputs of task {spec.name!r}: {e}") from None
+
+
+def _check_outputs(spec: TaskSpec) -> None:
+    lost = files.missing(spec.outputs)
+    if lost:
+        shown = ", ".join(os.path.relpath(p, spec.cwd) if p.startswith(spec.cwd + os.sep) else p for p in lost)
+        raise _Outcome(FailureKind.MISSING_OUTPUT, f"task {spec.name!r} succeeded but did not write its declared "
+                                                   f"output(s): {shown}")
 
 
 def retry_delay(ctx: RunContext, failed_attempt: int) -> float:
@@ -377,7 +407,8 @@ def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunConte
                 proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
         if proc is None:
             try:
-                proc = subprocess.Popen(["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=_devnull(),
+                proc = subprocess.Popen(["/bin/bash", "-o", "pipefail", "-c", cmd] if ctx.pipefail else
+                                        ["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=_devnull(),
                                         stdout=out, stderr=err, start_new_session=True)
             except OSError as e:
                 raise _Outcome(FailureKind.ERROR, f"cannot start command {cmd!r} in {spec.cwd!r}: {e}",

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import os
 import re
+import shlex
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -17,10 +18,12 @@ from typing import Any
 from dask.utils import parse_bytes, parse_timedelta
 
 from .errors import TaskDefinitionError, TemplateError
+from .files import declare
+from .files import names as file_names
 
-# $name or ${name}; $$ is a literal $ (as in a Makefile). Anything else after $ ($1, $?, $(cmd),
-# ${x:-default}) is bash's business and passes through untouched.
-_PLACEHOLDER = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+# $name or ${name} (${name:q}: shell-quoted); $$ is a literal $ (as in a Makefile). Anything else after $
+# ($1, $?, $(cmd), ${x:-default}) is bash's business and passes through untouched.
+_PLACEHOLDER = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(:q)?\})")
 
 # Environment variables molexp sets for every shell command: a template may mention them.
 RUNTIME_ENV = frozenset({"MOLEXP_TASK", "MOLEXP_ATTEMPT", "MOLEXP_EXPERIMENT", "MOLEXP_WORKDIR"})
@@ -38,6 +41,10 @@ class Task:
       resources: e.g. ``{"memory": "2GB", "cores": 2}``.
       condition: ``fn(task, context) -> bool`` deciding just before the task runs whether it runs.
       cwd: working directory (default: the experiment's workdir). env: extra environment variables.
+      inputs, outputs: the files it reads and writes: a list of paths, or a mapping name -> path or list of
+        paths (templated like commands, relative to cwd; inputs may be globs). A task reading another's output
+        runs after it; declared outputs must exist after success and are removed after a failure. See
+        docs/files.md.
     """
 
     kind = "task"
@@ -45,7 +52,8 @@ class Task:
     def __init__(self, name: str, *, deps: Iterable[str | Task] = (), kwargs: Mapping[str, Any] | None = None,
                  timeout: float | str | None = None, retries: int | None = None, priority: int | None = None,
                  resources: Mapping[str, Any] | None = None, condition: Callable | None = None,
-                 cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None):
+                 cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+                 inputs: Any = None, outputs: Any = None):
         if not isinstance(name, str) or not name.strip():
             raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
         self.name = name
@@ -69,6 +77,13 @@ class Task:
                 if not isinstance(v, str):
                     raise TaskDefinitionError(f"task {name!r}: env[{k!r}] must be a string, got {type(v).__name__}")
             self.env = dict(env)
+        self.inputs = [] if inputs is None else declare(name, "inputs", inputs)
+        self.outputs = [] if outputs is None else declare(name, "outputs", outputs)
+        if inputs is not None or outputs is not None:
+            clash = file_names(self) & set(self.kwargs)
+            if clash:
+                raise TaskDefinitionError(f"task {name!r}: kwargs {sorted(clash)} clash with the names of its "
+                                          "inputs/outputs (which become template values of their own)")
 
     # -- identity -------------------------------------------------------------------------------------
     def _fields(self) -> dict[str, Any]:
@@ -86,6 +101,11 @@ class Task:
             data["resources"] = dict(self.resources)
         if self.env:
             data["env"] = dict(self.env)
+        for key in ("inputs", "outputs"):
+            declared = getattr(self, key)
+            if declared:
+                data[key] = ({k: (v if isinstance(v, str) else list(v)) for k, v in declared.items()}
+                             if isinstance(declared, dict) else list(declared))
         if self.condition is not None:
             data["condition"] = callable_ref(self.condition, f"task {self.name!r}: condition")
         return data
@@ -142,8 +162,11 @@ class LocalTask(Task):
         data["commands"] = list(self.commands)
         return data
 
-    def render(self, params: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
-        """The commands with placeholders filled; ``TemplateError`` names the task and the missing variable."""
+    def render(self, params: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, *,
+               files: Mapping[str, str] | None = None) -> list[str]:
+        """The commands with placeholders filled; ``TemplateError`` names the task and the missing variable.
+        ``${var:q}`` is the value shell-quoted; ``files`` are the (already quoted) values of ``$inputs``,
+        ``$outputs`` and the names of the task's file mappings, which win over kwargs and params."""
         values = self.template_values(params)
         environ = os.environ if environ is None else environ
 
@@ -151,10 +174,12 @@ class LocalTask(Task):
             if match.group(1):
                 return "$"
             var = match.group(2) or match.group(3)
+            if files is not None and var in files:
+                return files[var]
             if var in values:
-                return str(values[var])
+                return shlex.quote(str(values[var])) if match.group(4) else str(values[var])
             if var in self.env or var in environ or var in RUNTIME_ENV:
-                return match.group(0)
+                return f'"${{{var}}}"' if match.group(4) else match.group(0)
             known = ", ".join(sorted(values)) or "none"
             raise TemplateError(
                 f"task {self.name!r}: command {cmd!r} uses ${var}, which is not in the task's kwargs, the run's "

@@ -20,6 +20,7 @@ from ..graph import TaskGraph
 from ..result import Results, TaskResult
 from ..session import RunSession
 from ..task import Task
+from ..uptodate import Plan
 
 log = logging.getLogger("molexp")
 
@@ -123,8 +124,19 @@ class Executor:
             return DistributedBackend(self._client)
         return LocalBackend(self.config.max_workers)
 
-    def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None) -> Results:
-        return self._finish(RunSession(self, work, params, context).results())
+    def plan(self, params: Mapping[str, Any] | None = None, *, targets: Iterable[str] | None = None,
+             force: Iterable[str] | None = None) -> Plan:
+        """What running the executor's work would do, without running or changing anything: a ``Plan``
+        (task name -> ``PlanEntry`` with ``action`` ``"run"``, ``"cached"`` or ``"skip"`` and a ``reason``).
+        Resume decisions follow the options (``checkpoint_dir``, ``auto_resume``) as a run would; ``targets``
+        and ``force`` as for ``run``. Bad input raises as it would for a run."""
+        from ..session import make_plan
+
+        return make_plan(self, self._work, params, targets=targets, force=force)
+
+    def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
+                 targets: Iterable[str] | None = None, force: Iterable[str] | None = None) -> Results:
+        return self._finish(RunSession(self, work, params, context, targets=targets, force=force).results())
 
     def _finish(self, results: Results) -> Results:
         cfg = self.config

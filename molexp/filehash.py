@@ -1,0 +1,143 @@
+"""Content hashes of files, read once per change.
+
+``digest(path)`` reads a file (or every file of a directory) and returns its SHA-256 (hex, 32 characters).
+``HashCache`` remembers, per path, the file's stat signature (size, mtime, ctime, inode) with its hash, and
+reads the file again only when the signature changed: a 10 GB input is read once, not on every resume, and
+``touch`` costs one read and changes nothing (the content is the same). The cache of a checkpoint lives in
+its directory (``file_hashes.json``); a missing or unreadable cache only means files are read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Iterable
+
+FILENAME = "file_hashes.json"
+_CHUNK = 1 << 20
+_VERSION = 1
+
+Signature = tuple  # (size, mtime_ns, ctime_ns, inode)
+
+
+def signature(st: os.stat_result) -> Signature:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _read_digest(path: str, counter: list | None = None) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            if counter is not None:
+                counter[0] += n
+    return h.hexdigest()[:32]
+
+
+def _stable(path: str, counter: list | None = None) -> tuple[str, Signature | None]:
+    """(hash, signature) of a regular file; the signature is None if the file changed while it was read
+    (the hash is then not cached)."""
+    before = signature(os.stat(path))
+    digest = _read_digest(path, counter)
+    after = signature(os.stat(path))
+    return digest, (before if before == after else None)
+
+
+def _combine(entries: Iterable[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for rel, digest in entries:
+        h.update(f"{rel}\0{digest}\n".encode("utf-8", "surrogateescape"))
+    return "dir:" + h.hexdigest()[:28]
+
+
+def _walk(path: str) -> list[str]:
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        out += [os.path.join(root, f) for f in sorted(files)]
+    return out
+
+
+def digest(path: str) -> str | None:
+    """The content hash of a file or directory; None if it does not exist."""
+    return HashCache().get(path)
+
+
+def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, tuple]]:
+    """On the worker, after a task succeeded: ({path: hash}, {file: (signature, hash)}) of its outputs, for
+    the journal and for the driver's cache (so that the next resume need not read them)."""
+    cache = HashCache()
+    hashes = {p: cache.get(p) for p in paths}
+    return {p: h for p, h in hashes.items() if h is not None}, dict(cache.fresh)
+
+
+class HashCache:
+    """path -> (signature, hash), loaded from and saved to a checkpoint directory. ``bytes_read`` counts
+    what hashing read; ``fresh`` holds the entries learned since it was loaded."""
+
+    def __init__(self, entries: dict[str, tuple] | None = None):
+        self.entries: dict[str, tuple] = entries or {}
+        self.fresh: dict[str, tuple] = {}
+        self._counter = [0]
+
+    @property
+    def bytes_read(self) -> int:
+        return self._counter[0]
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "HashCache":
+        try:
+            data = json.loads((pathlib.Path(directory) / FILENAME).read_text())
+            files = data["files"] if data.get("molexp_file_hashes") == _VERSION else {}
+            entries = {p: (tuple(e[:4]), e[4]) for p, e in files.items()
+                       if isinstance(e, list) and len(e) == 5 and isinstance(e[4], str)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            entries = {}
+        return cls(entries)
+
+    def save(self, directory: str | os.PathLike, keep: Iterable[str] | None = None) -> None:
+        """Write the cache (only the paths in ``keep`` when given) atomically into ``directory``."""
+        entries = self.entries if keep is None else {p: self.entries[p] for p in keep if p in self.entries}
+        data = {"molexp_file_hashes": _VERSION, "files": {p: [*sig, h] for p, (sig, h) in entries.items()}}
+        path = pathlib.Path(directory) / FILENAME
+        tmp = path.with_name(f".{FILENAME}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        os.replace(tmp, path)
+
+    def learn(self, stats: dict[str, tuple]) -> None:
+        """Entries measured elsewhere (a worker's ``hash_outputs``)."""
+        self.entries.update(stats)
+
+    def get(self, path: str) -> str | None:
+        """The current content hash of ``path`` (a file or a directory), or None if it does not exist."""
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if os.path.isdir(path):
+            return _combine((os.path.relpath(f, path), self._file(f, None) or "") for f in _walk(path))
+        return self._file(path, signature(st))
+
+    def _file(self, path: str, sig: Signature | None) -> str | None:
+        if sig is None:
+            try:
+                sig = signature(os.stat(path))
+            except OSError:
+                return None
+        known = self.entries.get(path)
+        if known is not None and known[0] == sig:
+            return known[1]
+        try:
+            digest, stable = _stable(path, self._counter)
+        except FileNotFoundError:
+            return None
+        if stable is not None:
+            self.entries[path] = self.fresh[path] = (stable, digest)
+        return digest

@@ -1,0 +1,312 @@
+"""Files a task reads and writes: ``inputs=`` / ``outputs=``, what they mean for the graph, and what the
+worker does with outputs.
+
+A declaration is a list of paths, or a mapping name -> path or list of paths (the names become template
+variables: ``$reads``). Paths are templated like commands (``$sample``), relative to the task's cwd; inputs
+may be globs. ``resolve`` turns the declarations of one run into absolute paths, infers dependencies (a task
+whose input is another task's output runs after it) and refuses, before anything runs, an input that no task
+produces and that does not exist, and an output declared twice. On the worker, ``clear`` removes a task's
+old outputs before an attempt (and makes their parent directories), ``missing`` lists those an attempt did
+not write, and ``discard`` removes them after a failed attempt, so nothing half-written looks finished.
+
+A glob input matches the outputs that the run's tasks declare (its dependencies are their producers); when no
+task declares a match, it matches the files on disk when the run starts. Either way the list is fixed before
+anything runs, so ``$inputs``, the dependencies and ``plan()`` agree with what the task gets.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import glob as _glob
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FileDeclarationError, TaskDefinitionError, TemplateError
+
+_MAGIC = re.compile(r"[*?[]")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED = frozenset({"inputs", "outputs"})
+
+
+# -- declaration (Task constructors) -------------------------------------------------------------------
+
+def declare(task: str, field: str, value: Any) -> list[str] | dict[str, str | list[str]]:
+    """The checked form of a task's ``inputs``/``outputs``: a list of paths, or a dict name -> path or list
+    of paths. ``TaskDefinitionError`` names the task and the field."""
+    where = f"task {task!r}: {field}"
+    if isinstance(value, (str, os.PathLike)):
+        return [_path(where, value, field)]
+    if isinstance(value, Mapping):
+        out: dict[str, str | list[str]] = {}
+        for name, paths in value.items():
+            if not isinstance(name, str) or not _IDENT.fullmatch(name):
+                raise TaskDefinitionError(f"{where}: a name must be an identifier (it becomes ${name}), got {name!r}")
+            if name in RESERVED:
+                raise TaskDefinitionError(f"{where}: {name!r} is reserved ($inputs and $outputs name every file)")
+            if isinstance(paths, (str, os.PathLike)):
+                out[name] = _path(f"{where}[{name!r}]", paths, field)
+            else:
+                out[name] = _paths(f"{where}[{name!r}]", paths, field)
+        return out
+    return _paths(where, value, field)
+
+
+def _paths(where: str, value: Any, field: str) -> list[str]:
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TaskDefinitionError(f"{where} must be a path, a list of paths or a mapping name -> paths, got "
+                                  f"{type(value).__name__}")
+    return [_path(where, p, field) for p in value]
+
+
+def _path(where: str, p: Any, field: str) -> str:
+    if not isinstance(p, (str, os.PathLike)):
+        raise TaskDefinitionError(f"{where}: a path must be a string, got {type(p).__name__} {p!r}")
+    p = os.fspath(p)
+    if not p or "\0" in p:
+        raise TaskDefinitionError(f"{where}: a path must be a non-empty string without NUL, got {p!r}")
+    if field == "outputs" and _MAGIC.search(p):
+        raise TaskDefinitionError(f"{where}: an output cannot be a glob pattern, got {p!r}")
+    return p
+
+
+def groups(declared: list | dict) -> list[tuple[str | None, list[str]]]:
+    """(name or None, paths) of a declaration."""
+    if isinstance(declared, dict):
+        return [(name, [p] if isinstance(p, str) else list(p)) for name, p in declared.items()]
+    return [(None, list(declared))]
+
+
+def names(task) -> set[str]:
+    """The template variables a task's file declarations add (its mapping names, ``inputs``, ``outputs``)."""
+    if not (task.inputs or task.outputs):
+        return set()
+    found = set(RESERVED)
+    for declared in (task.inputs, task.outputs):
+        if isinstance(declared, dict):
+            found.update(declared)
+    return found
+
+
+# -- one run's files ------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class TaskFiles:
+    """One task's files in one run: absolute ``inputs`` (globs expanded) and ``outputs``; ``values`` are the
+    template values they add to commands (shell-quoted); ``call`` the ``inputs``/``outputs`` arguments of a
+    Python task; ``declared`` the paths as written (after templating), for the fingerprint."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    values: dict[str, str]
+    call: dict[str, Any]
+    declared: tuple[tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(slots=True)
+class Resolved:
+    """The run's graph with the dependencies files imply, each task's ``TaskFiles`` (only tasks declaring
+    files) and ``producers`` (absolute output path -> task name)."""
+
+    graph: Any
+    files: dict[str, TaskFiles]
+    producers: dict[str, str]
+
+
+def resolve(graph, params: Mapping[str, Any], workdir: str) -> Resolved:
+    """Render every task's files, infer dependencies and check them (see the module docstring). A graph
+    whose tasks declare no file comes back as it is."""
+    tasks = [t for t in graph if t.inputs or t.outputs]
+    if not tasks:
+        return Resolved(graph, {}, {})
+    rendered: dict[str, tuple[str, list, list]] = {}
+    producers: dict[str, str] = {}
+    for t in tasks:
+        cwd = os.path.normpath(os.path.join(workdir, t.cwd)) if t.cwd is not None else workdir
+        values = t.template_values(params)
+        ins = [(g, [_render(t, "inputs", p, values) for p in ps]) for g, ps in groups(t.inputs)]
+        outs = [(g, [_render(t, "outputs", p, values) for p in ps]) for g, ps in groups(t.outputs)]
+        rendered[t.name] = (cwd, ins, outs)
+        for _, ps in outs:
+            for p in ps:
+                path = _abs(cwd, p)
+                if path in (cwd, workdir) or workdir.startswith(path + os.sep) or cwd.startswith(path + os.sep):
+                    raise FileDeclarationError(f"task {t.name!r}: output {p!r} is its working directory or holds "
+                                               "it; declare the files or a subdirectory it writes")
+                other = producers.setdefault(path, t.name)
+                if other != t.name:
+                    raise FileDeclarationError(f"tasks {other!r} and {t.name!r} both declare the output "
+                                               f"{_show(path, workdir)!r}: a file has one producer")
+    for path, name in producers.items():   # a directory output holding another task's output
+        parent = os.path.dirname(path)
+        while len(parent) > 1 and parent != workdir:
+            other = producers.get(parent)
+            if other is not None and other != name:
+                raise FileDeclarationError(f"task {name!r} declares the output {_show(path, workdir)!r}, inside the "
+                                           f"output {_show(parent, workdir)!r} of task {other!r}")
+            parent = os.path.dirname(parent)
+
+    files: dict[str, TaskFiles] = {}
+    extra: dict[str, list[str]] = {}
+    for t in tasks:
+        cwd, ins, outs = rendered[t.name]
+        values: dict[str, str] = {}
+        call: dict[str, Any] = {}
+        all_in: list[str] = []
+        shown_in: list[str] = []
+        ups: list[str] = []
+        in_groups = []
+        for g, ps in ins:
+            paths, shown = [], []
+            for p in ps:
+                found = _expand(t, cwd, p, producers, workdir)
+                for path, producer in found:
+                    if producer is not None and producer != t.name and producer not in ups:
+                        ups.append(producer)
+                    paths.append(path)
+                    shown.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
+            in_groups.append((g, paths, shown, len(ps) == 1 and not _MAGIC.search(ps[0])))
+            all_in += paths
+            shown_in += shown
+        all_out = [_abs(cwd, p) for _, ps in outs for p in ps]
+        clash = set(all_in) & set(all_out)
+        if clash:
+            raise FileDeclarationError(f"task {t.name!r}: {_show(min(clash), workdir)!r} is both an input and an "
+                                       "output; write the result to a new file")
+        _values_and_call(t, in_groups, "inputs", values, call)
+        _values_and_call(t, [(g, [_abs(cwd, p) for p in ps], ps, len(ps) == 1) for g, ps in outs],
+                         "outputs", values, call)
+        files[t.name] = TaskFiles(tuple(all_in), tuple(all_out), values, call,
+                                  (tuple(shown_in), tuple(p for _, ps in outs for p in ps)))
+        new = [u for u in ups if u not in t.deps]
+        if new:
+            extra[t.name] = new
+    if extra:
+        from .graph import TaskGraph
+
+        def with_deps(t):
+            if t.name not in extra:
+                return t
+            c = copy.copy(t)
+            c.deps = [*t.deps, *extra[t.name]]
+            return c
+
+        graph = TaskGraph(with_deps(t) for t in graph)
+    graph.validate()
+    return Resolved(graph, files, producers)
+
+
+def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None:
+    everything, shaped = [], {}
+    for g, paths, shown, single in in_groups:
+        everything += shown
+        if g is None:
+            call[field] = list(paths)
+        else:
+            values[g] = " ".join(map(shlex.quote, shown))
+            shaped[g] = paths[0] if single and len(paths) == 1 else list(paths)
+    values[field] = " ".join(map(shlex.quote, everything))
+    if shaped:
+        call[field] = shaped
+
+
+def _expand(t, cwd: str, p: str, producers: Mapping[str, str], workdir: str) -> list[tuple[str, str | None]]:
+    """[(absolute path, producer or None)] of one input as written (a path or a glob)."""
+    path = _abs(cwd, p)
+    if not _MAGIC.search(p):
+        producer = producers.get(path)
+        if producer is None:
+            parent = os.path.dirname(path)   # inside another task's directory output
+            while producer is None and len(parent) > 1:
+                producer = producers.get(parent)
+                parent = os.path.dirname(parent)
+        if producer is None and not os.path.lexists(path):
+            raise FileDeclarationError(f"task {t.name!r}: input {p!r} does not exist and no task declares it as an "
+                                       f"output (looked for {path})")
+        return [(path, producer)]
+    parts = path.split(os.sep)
+    made = sorted((q, n) for q, n in producers.items() if _glob_match(parts, q))
+    if made:
+        return made
+    on_disk = sorted(_glob.glob(path))
+    if not on_disk:
+        raise FileDeclarationError(f"task {t.name!r}: input pattern {p!r} matches no file on disk and no task's "
+                                   f"output (looked for {path})")
+    return [(q, None) for q in on_disk]
+
+
+def _glob_match(pattern_parts: list[str], path: str) -> bool:
+    """Whether ``path`` matches the pattern as ``glob`` would (``*`` does not cross ``/``)."""
+    parts = path.split(os.sep)
+    return len(parts) == len(pattern_parts) and all(
+        a == b or fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern_parts))
+
+
+def _render(t, field: str, p: str, values: Mapping[str, Any]) -> str:
+    if "$" not in p:
+        return p
+    from .task import RUNTIME_ENV, _PLACEHOLDER
+
+    def fill(m: re.Match) -> str:
+        if m.group(1):
+            return "$"
+        var = m.group(2) or m.group(3)
+        if var in values:
+            return str(values[var])
+        if var in os.environ and var not in RUNTIME_ENV:
+            return os.environ[var]
+        raise TemplateError(f"task {t.name!r}: {field} path {p!r} uses ${var}, which is not in the task's kwargs, "
+                            f"the run's params or the environment (known values: {', '.join(sorted(values)) or 'none'})")
+
+    return _PLACEHOLDER.sub(fill, p)
+
+
+def _abs(cwd: str, p: str) -> str:
+    return os.path.normpath(os.path.join(cwd, os.path.expanduser(p)))
+
+
+def _rel(path: str, base: str) -> str:
+    return os.path.relpath(path, base) if path.startswith(base + os.sep) else path
+
+
+def _show(path: str, workdir: str) -> str:
+    """A path as a person would write it: relative to the workdir when it is under it."""
+    return _rel(path, workdir)
+
+
+# -- on the worker ----------------------------------------------------------------------------------------
+
+def clear(paths: Iterable[str]) -> None:
+    """Before an attempt: remove the task's old outputs (a file, a link or a directory) and make the parent
+    directories, so what the attempt leaves is what it wrote."""
+    for p in paths:
+        _remove(p)
+        parent = os.path.dirname(p)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+
+
+def missing(paths: Iterable[str]) -> list[str]:
+    """The outputs that do not exist."""
+    return [p for p in paths if not os.path.lexists(p)]
+
+
+def discard(paths: Iterable[str]) -> None:
+    """After a failed attempt: remove whatever it wrote of its outputs."""
+    for p in paths:
+        _remove(p)
+
+
+def _remove(p: str) -> None:
+    try:
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+    except FileNotFoundError:
+        pass

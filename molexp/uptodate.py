@@ -1,0 +1,281 @@
+"""What "up to date" means, and why each task runs or is reused.
+
+A task's *fingerprint* hashes its definition part by part: its type, rendered commands (or its function's
+source and arguments, hashed by content with ``dask.base.tokenize``), cwd, env, declared files and its
+dependencies' fingerprints. On resume a task is reused (``cached``) only when all of these hold:
+
+- its last record completed, with the same fingerprint;
+- no dependency runs again;
+- each input's content hash is the one it last ran with;
+- each output it wrote is still there with the content hash it had when written.
+
+Otherwise it runs, and ``reason`` says which of these failed first (``command changed``, ``upstream 'map'
+runs again``, ``input data/A.fastq changed``, ``output plots/q.svg missing``...). Arguments that cannot be
+hashed deterministically (an open file, a lock, a generator) make a task run every time rather than be
+reused on a guess. Hashes come from ``filehash.HashCache``: a file is read once per change.
+
+``decide`` is shared by the run (``Checkpoint.prepare``) and by ``plan()``, so a plan names exactly what the
+next run runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .filehash import HashCache
+from .files import TaskFiles, _show
+from .result import TaskResult
+
+COMPLETED = frozenset({"completed", "cached"})
+
+_PART_REASONS = {"kind": "task type changed", "commands": "command changed", "function": "function changed",
+                 "arguments": "arguments changed", "cwd": "working directory changed",
+                 "env": "environment changed", "inputs": "declared inputs changed",
+                 "outputs": "declared outputs changed", "deps": "dependencies changed"}
+
+
+class Uncacheable(str):
+    """A fingerprint that matches nothing: why the task's definition cannot be hashed deterministically."""
+
+
+def _h(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def fingerprints(order: list[str], specs: Mapping[str, Any],
+                 files: Mapping[str, TaskFiles] | None = None) -> dict[str, str]:
+    """name -> fingerprint (``part=hash;...;all=hash``), for tasks in topological ``order``; an
+    ``Uncacheable`` text for a task whose arguments cannot be hashed by content."""
+    from dask.base import tokenize
+    from dask.tokenize import TokenizationError
+
+    out: dict[str, str] = {}
+    sources: dict[int, str] = {}
+    files = files or {}
+    for name in order:
+        s = specs[name]
+        parts = {"kind": s.kind}
+        if s.kind == "shell":
+            parts["commands"] = _h(json.dumps(list(s.commands)))
+        else:
+            key = id(s.func)
+            if key not in sources:
+                sources[key] = _h(s.task._source())
+            parts["function"] = sources[key]
+            if s.call_kwargs:
+                try:
+                    parts["arguments"] = tokenize(s.call_kwargs, ensure_deterministic=True)[:16]
+                except TokenizationError as e:
+                    out[name] = Uncacheable(f"its arguments cannot be hashed by content ({_first(e)}), so it is "
+                                            "never reused")
+                    continue
+        parts["cwd"] = _h(s.cwd)
+        if s.env:
+            parts["env"] = _h(json.dumps(s.env, sort_keys=True))
+        f = files.get(name)
+        if f is not None:
+            parts["inputs"] = _h(json.dumps(f.declared[0]))
+            parts["outputs"] = _h(json.dumps(f.declared[1]))
+        ups = [out[d] for d in s.deps]
+        bad = next((u for u in ups if isinstance(u, Uncacheable)), None)
+        if bad is not None:
+            out[name] = Uncacheable("an upstream task is never reused")
+            continue
+        parts["deps"] = _h("\n".join(ups))
+        text = ";".join(f"{k}={v}" for k, v in parts.items())
+        out[name] = f"{text};all={_h(text)}"
+    return out
+
+
+def _first(e: Exception) -> str:
+    return str(e).split(". ")[0]
+
+
+def _parts(fp: str) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in fp.split(";") if "=" in p)
+
+
+def _changed(old: str, new: str) -> str:
+    a, b = _parts(old), _parts(new)
+    if "all" not in a:
+        return "definition changed (recorded by an older molexp)"
+    for part, why in _PART_REASONS.items():
+        if a.get(part) != b.get(part):
+            return why
+    return "definition changed"
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What a run would do with one task: ``action`` is ``"run"``, ``"cached"`` or ``"skip"``; ``reason``
+    says why."""
+
+    action: str
+    reason: str
+
+
+class Plan(Mapping):
+    """task name -> ``PlanEntry``, in the graph's order, from ``executor.plan()``; ``str(plan)`` is a table.
+    ``to_run``/``cached``/``skipped`` list names by action."""
+
+    def __init__(self, entries: Mapping[str, PlanEntry]):
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> PlanEntry:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _names(self, action: str) -> list[str]:
+        return [n for n, e in self._entries.items() if e.action == action]
+
+    @property
+    def to_run(self) -> list[str]:
+        """Names of the tasks the run would run."""
+        return self._names("run")
+
+    @property
+    def cached(self) -> list[str]:
+        """Names of the tasks the run would reuse."""
+        return self._names("cached")
+
+    @property
+    def skipped(self) -> list[str]:
+        """Names of the tasks outside the run's targets."""
+        return self._names("skip")
+
+    def table(self) -> str:
+        """One line per task (name, action, reason) and a count."""
+        width = max((len(n) for n in self._entries), default=4)
+        lines = [f"{'task'.ljust(width)}  action  reason"]
+        lines += [f"{n.ljust(width)}  {e.action.ljust(6)}  {e.reason}" for n, e in self._entries.items()]
+        lines.append(f"{len(self.to_run)} to run, {len(self.cached)} cached, {len(self.skipped)} skipped "
+                     "(dry run: nothing was run)")
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def __repr__(self) -> str:
+        return f"<Plan {len(self.to_run)} to run, {len(self.cached)} cached, {len(self.skipped)} skipped>"
+
+
+def decide(order: list[str], deps: Mapping[str, Any], fps: Mapping[str, str], files: Mapping[str, TaskFiles],
+           records: Mapping[str, dict], cache: HashCache, workdir: str, *, force=frozenset(),
+           reuse: Callable[[str, dict], TaskResult | str] | None = None
+           ) -> tuple[dict[str, PlanEntry], dict[str, TaskResult]]:
+    """(entry per task, results to reuse) for a resumed run. ``records`` are the journal's latest records
+    (``Journal.records()`` shape); ``reuse(name, record)`` makes the cached result, or returns why it cannot
+    (a stored value that cannot be read)."""
+    entries: dict[str, PlanEntry] = {}
+    cached: dict[str, TaskResult] = {}
+    for name in order:
+        why = _why_run(name, deps[name], fps[name], files.get(name), records.get(name), cache, workdir, force,
+                       entries)
+        if why is None and reuse is not None:
+            made = reuse(name, records[name])
+            if isinstance(made, str):
+                why = made
+            else:
+                cached[name] = made
+        entries[name] = PlanEntry("run", why) if why else PlanEntry("cached", "up to date")
+    return entries, cached
+
+
+def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries) -> str | None:
+    if name in force:
+        return "forced"
+    if rec is None:
+        return "not run before"
+    if rec["status"] not in COMPLETED:
+        return f"{rec['status']} last time"
+    if isinstance(fp, Uncacheable):
+        return str(fp)
+    changed = _changed(rec["fingerprint"], fp) if rec["fingerprint"] != fp else None
+    if changed is not None and changed != _PART_REASONS["deps"]:
+        return changed
+    for d in deps:   # an upstream definition that changed makes the upstream run: say that
+        if entries[d].action == "run":
+            return f"upstream {d!r} runs again"
+    if changed is not None:
+        return changed
+    if f is None:
+        return None
+    result = rec["result"]
+    old_in = result.get("inputs") or {}
+    for p in f.inputs:
+        was = old_in.get(p)
+        if was is None:
+            return f"input {_show(p, workdir)} is new"
+        now = cache.get(p)
+        if now is None:
+            return f"input {_show(p, workdir)} is missing"
+        if now != was:
+            return f"input {_show(p, workdir)} changed"
+    gone = set(old_in) - set(f.inputs)
+    if gone:
+        return f"input {_show(min(gone), workdir)} is no longer an input"
+    old_out = result.get("outputs") or {}
+    for p in f.outputs:
+        was = old_out.get(p)
+        if was is None:
+            return f"output {_show(p, workdir)} was not recorded"
+        now = cache.get(p)
+        if now is None:
+            return f"output {_show(p, workdir)} is missing"
+        if now != was:
+            return f"output {_show(p, workdir)} changed since it was written"
+    return None
+
+
+class FileRecorder:
+    """The driver's side of file tracking in a checkpointed run: the content hashes of the inputs each task
+    ran with (source files hashed before the run starts, files made by upstream tasks as their producer
+    reported them) and the hash cache, fed by what workers report."""
+
+    def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache):
+        self.files, self.cache = files, cache
+        self._made: dict[str, str] = {}
+        self._sources: dict[str, str | None] = {}
+        for f in files.values():
+            for p in f.inputs:
+                if p not in producers and p not in self._sources:
+                    self._sources[p] = cache.get(p)
+
+    def on_final(self, result: TaskResult) -> None:
+        """Complete ``result`` (its input hashes) and learn the hashes of what it wrote."""
+        if result.file_stats:
+            self.cache.learn(result.file_stats)
+            result.file_stats = None
+        if result.outputs:
+            self._made.update(result.outputs)
+        f = self.files.get(result.name)
+        if f is not None and f.inputs and result.status.value == "completed":
+            result.inputs = {p: h for p in f.inputs
+                             if (h := self._made.get(p) or self._sources.get(p) or self.cache.get(p)) is not None}
+
+    def save(self, directory) -> None:
+        """Save the hash cache, keeping the files this run's tasks read or wrote (and those inside them)."""
+        import os
+
+        paths = set()
+        for f in self.files.values():
+            paths.update(f.inputs)
+            paths.update(f.outputs)
+
+        def kept(p: str) -> bool:
+            while p not in paths:
+                parent = os.path.dirname(p)
+                if parent == p:
+                    return False
+                p = parent
+            return True
+
+        self.cache.save(directory, [p for p in self.cache.entries if kept(p)])
