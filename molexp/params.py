@@ -44,6 +44,7 @@ _SAFE = "-_.+"
 _PAIR = r"[A-Za-z_][A-Za-z0-9_]*=[^,\[\]=]*"
 _COPY_NAME = re.compile(rf"(?P<base>.+)\[(?P<label>{_PAIR}(?:,{_PAIR})*)\]", re.S)
 _MAX_REDRAWS = 1000
+_ALL = "[*]"   # `deps: [simulate[*]]`: every copy of the swept task `simulate`
 _NONE = object()
 
 
@@ -470,11 +471,27 @@ def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapp
     if unused:
         raise SweepError(f"sweep parameter(s) {unused} are not used by any task of {experiment.name!r} (shell "
                          "tasks use $name in a command; Python tasks take it as an argument or in kwargs)")
-    order = experiment.graph.topological_order()
+    graph = experiment.graph
+    if any(d.endswith(_ALL) for t in tasks for d in t.deps):   # `name[*]`: order by `name`
+        from .graph import TaskGraph
+
+        graph = TaskGraph(_clone(t, t.name, [d[:-len(_ALL)] if d.endswith(_ALL) else d for d in t.deps], t.kwargs)
+                          for t in tasks)
+    order = graph.topological_order()
     expanded: set[str] = set()
     for n in order:
         if uses[n] or any(d in expanded for d in experiment.graph[n].deps):
             expanded.add(n)
+
+    def deps_of(t: Task, p: ParamSet | None) -> list[str]:
+        out: list[str] = []
+        for d in t.deps:
+            if d.endswith(_ALL):    # every copy of a swept task (a gather step), or the task itself
+                base = d[:-len(_ALL)]
+                out += [copy_name(base, q) for q in sets] if base in expanded else [base]
+            else:
+                out.append(copy_name(d, p) if p is not None and d in expanded else d)
+        return out
 
     new = Experiment(name if name is not None else experiment.name, workdir=experiment.workdir,
                      params={k: v for k, v in experiment.params.items() if k not in swept},
@@ -482,14 +499,13 @@ def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapp
     def copies():
         for t in tasks:
             if t.name not in expanded:
-                yield _clone(t, t.name, t.deps, t.kwargs)
+                yield _clone(t, t.name, deps_of(t, None), t.kwargs)
                 continue
             for p in sets:
                 kwargs = dict(t.kwargs)
                 give = swept if isinstance(t, LocalTask) else uses[t.name]
                 kwargs.update((k, p[k]) for k in swept if k in give)
-                deps = [copy_name(d, p) if d in expanded else d for d in t.deps]
-                yield _clone(t, copy_name(t.name, p), deps, kwargs)
+                yield _clone(t, copy_name(t.name, p), deps_of(t, p), kwargs)
 
     new.add_tasks(copies())
     new.graph.validate()
