@@ -76,7 +76,13 @@ def _parser() -> argparse.ArgumentParser:
                      "<workdir>/.molexp/<experiment>/checkpoint)")
     run.add_argument("--no-checkpoint", action="store_true", help="do not journal outcomes")
     run.add_argument("--resume", action="store_true",
-                     help="reuse tasks completed in the checkpoint whose definition is unchanged")
+                     help="reuse tasks that are up to date: unchanged definition, inputs and outputs")
+    run.add_argument("--dry-run", "-n", action="store_true",
+                     help="print what would run and why (with --resume: what is up to date), run nothing")
+    run.add_argument("--target", "-t", action="append", default=[], metavar="NAME",
+                     help="run only this task (or the task declaring this output) and what it needs (repeatable)")
+    run.add_argument("--force", "-f", action="append", default=[], metavar="NAME",
+                     help="with --resume, run this task and what depends on it even if up to date (repeatable)")
 
     status = sub.add_parser("status", help="what a checkpoint directory recorded (works while a run is going)")
     status.add_argument("checkpoint_dir")
@@ -133,6 +139,14 @@ def _run(args) -> int:
         options["auto_resume"] = args.resume
     elif args.resume:
         raise ValidationError("--resume needs a checkpoint: drop --no-checkpoint")
+    if args.force and not args.resume:
+        raise ValidationError("--force re-runs up-to-date tasks of a resumed run: add --resume (without it, "
+                              "every task runs anyway)")
+    if args.dry_run:   # no cluster is started and nothing is written
+        plan = ExperimentExecutor(work, **options).plan(dict(args.param), targets=args.target or None,
+                                                         force=args.force or None)
+        print(plan.table())
+        return EXIT_OK
     spec = cluster_spec(work, args)
     target = make_cluster(spec) if spec else None
     address, cluster = (target, None) if isinstance(target, str) else (None, target)
@@ -140,7 +154,8 @@ def _run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with ExperimentExecutor(work, address=address, cluster=cluster, **options) as executor:
-            results = executor.run(params=dict(args.param))
+            results = executor.run(params=dict(args.param), targets=args.target or None,
+                                   force=args.force or None)
     except RunInterrupted as e:
         print(e.results.table())
         print("molexp: interrupted; running tasks were terminated", file=sys.stderr)
@@ -199,7 +214,14 @@ def _status(args) -> int:
     holder = state.get("holder") or {}
     live = f" (a run is going: pid {holder.get('pid')})" if holder.get("alive") else ""
     print(f"experiment {state['experiment']}: {len(state['records'])} tasks recorded: {counts}{live}")
-    for name, rec in state["records"].items():
+    records = state["records"]
+    width = max(map(len, records), default=4)
+    for name, rec in records.items():
+        r = rec["result"]
+        detail = (f"{r.get('failure')}: {_last(r.get('error'))}" if rec["status"] == "failed"
+                  else r.get("reason") or "")
+        print(f"  {name.ljust(width)}  {rec['status'].ljust(9)}  {detail}".rstrip())
+    for name, rec in records.items():
         if rec["status"] == "failed":
             r = rec["result"]
             last = (r.get("error") or "").strip().splitlines()
@@ -211,13 +233,19 @@ def _status(args) -> int:
     return EXIT_OK
 
 
+def _last(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1][:120] if lines else ""
+
+
 def _report(args) -> int:
     from .report import write_report
 
     graph = None
     if args.file:
-        work = load(args.file)
-        graph = work.graph if isinstance(work, Experiment) else work
+        from .files import with_file_deps
+
+        graph = with_file_deps(load(args.file))
     try:
         path = write_report(args.checkpoint_dir, args.output, graph=graph)
     except OSError as e:  # no checkpoint there (FileNotFoundError naming it), or the output cannot be written
@@ -231,8 +259,9 @@ def _raise_interrupt(signum, frame):
 
 
 def _graph(args) -> int:
-    work = load(args.file)
-    graph = work.graph if isinstance(work, Experiment) else work
+    from .files import with_file_deps
+
+    graph = with_file_deps(load(args.file))
     for i, layer in enumerate(graph.layers()):
         print(f"layer {i}: {', '.join(layer)}")
     return EXIT_OK

@@ -82,9 +82,10 @@ class Experiment:
 
         Shows itself in Jupyter; ``.save("graph.svg"|"graph.html")``, ``.mermaid``, ``.dot``.
         """
+        from .files import with_file_deps
         from .visualize import visualize
 
-        return visualize(self.graph, statuses, format=format)
+        return visualize(with_file_deps(self), statuses, format=format)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Experiment):

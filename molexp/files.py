@@ -118,9 +118,18 @@ class Resolved:
     producers: dict[str, str]
 
 
-def resolve(graph, params: Mapping[str, Any], workdir: str) -> Resolved:
+def with_file_deps(work) -> Any:
+    """The graph of an ``Experiment`` (or a ``TaskGraph``) with the dependencies its files imply, for
+    pictures and ``molexp graph``: inputs missing on disk are not an error here."""
+    graph = getattr(work, "graph", work)
+    params = getattr(work, "params", {})
+    workdir = os.path.abspath(getattr(work, "workdir", "."))
+    return resolve(graph, params, workdir, strict=False).graph
+
+
+def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = True) -> Resolved:
     """Render every task's files, infer dependencies and check them (see the module docstring). A graph
-    whose tasks declare no file comes back as it is."""
+    whose tasks declare no file comes back as it is. ``strict=False`` lets inputs be missing."""
     tasks = [t for t in graph if t.inputs or t.outputs]
     if not tasks:
         return Resolved(graph, {}, {})
@@ -164,7 +173,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str) -> Resolved:
         for g, ps in ins:
             paths, shown = [], []
             for p in ps:
-                found = _expand(t, cwd, p, producers, workdir)
+                found = _expand(t, cwd, p, producers, strict)
                 for path, producer in found:
                     if producer is not None and producer != t.name and producer not in ups:
                         ups.append(producer)
@@ -215,7 +224,7 @@ def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None
         call[field] = shaped
 
 
-def _expand(t, cwd: str, p: str, producers: Mapping[str, str], workdir: str) -> list[tuple[str, str | None]]:
+def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool) -> list[tuple[str, str | None]]:
     """[(absolute path, producer or None)] of one input as written (a path or a glob)."""
     path = _abs(cwd, p)
     if not _MAGIC.search(p):
@@ -225,7 +234,7 @@ def _expand(t, cwd: str, p: str, producers: Mapping[str, str], workdir: str) -> 
             while producer is None and len(parent) > 1:
                 producer = producers.get(parent)
                 parent = os.path.dirname(parent)
-        if producer is None and not os.path.lexists(path):
+        if producer is None and strict and not os.path.lexists(path):
             raise FileDeclarationError(f"task {t.name!r}: input {p!r} does not exist and no task declares it as an "
                                        f"output (looked for {path})")
         return [(path, producer)]
@@ -234,7 +243,7 @@ def _expand(t, cwd: str, p: str, producers: Mapping[str, str], workdir: str) -> 
     if made:
         return made
     on_disk = sorted(_glob.glob(path))
-    if not on_disk:
+    if not on_disk and strict:
         raise FileDeclarationError(f"task {t.name!r}: input pattern {p!r} matches no file on disk and no task's "
                                    f"output (looked for {path})")
     return [(q, None) for q in on_disk]

@@ -89,3 +89,45 @@ def test_graph_command_prints_layers(tmp_path):
     assert p.returncode == 0
     assert p.stdout.splitlines() == ["layer 0: generate", "layer 1: energy-0, energy-1, energy-2, energy-3",
                                      "layer 2: aggregate"]
+
+
+def test_dry_run_targets_and_force_on_the_shipped_example(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "conformers")
+    exp = ["conformers/experiment.yaml", "--no-progress", "--param", "n_conformers=12"]
+    p = molexp("run", *exp, "--dry-run", cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.splitlines()[-1].startswith("6 to run, 0 cached, 0 skipped (dry run")
+    assert not (tmp_path / "conformers/.molexp").exists() and not (tmp_path / "conformers/data").exists()
+    assert molexp("run", *exp, cwd=tmp_path).returncode == 0
+    p = molexp("run", *exp, "--resume", "-n", cwd=tmp_path)
+    assert p.returncode == 0 and "0 to run, 6 cached, 0 skipped" in p.stdout, p.stdout
+    with open(tmp_path / "conformers/scripts/aggregate.py", "a") as f:
+        f.write("# edited\n")
+    p = molexp("run", *exp, "--resume", "--dry-run", cwd=tmp_path)
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in p.stdout.splitlines()[1:7]}
+    assert rows["aggregate"] == ["run", "input scripts/aggregate.py changed"]
+    assert {n for n, (action, _) in rows.items() if action == "cached"} == {"generate"} | {
+        f"energy-{i}" for i in range(4)}
+    p = molexp("run", *exp, "--resume", "--target", "energy-1", "--force", "energy-1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = {line.split()[0]: line.split()[1] for line in p.stdout.splitlines()[1:-1]}
+    assert rows == {"generate": "cached", "energy-1": "completed"}
+    p = molexp("run", *exp, "--resume", cwd=tmp_path)
+    assert "aggregate  completed  1" in p.stdout and "input scripts/aggregate.py changed" in p.stdout
+    status = molexp("status", "conformers/.molexp/conformer-scan/checkpoint", cwd=tmp_path)
+    assert "input scripts/aggregate.py changed" in status.stdout
+    for bad in (["--target", "nope"], ["--force", "generate"]):
+        p = molexp("run", *exp, *bad, cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_missing_source_input_is_refused_with_exit_2(tmp_path):
+    (tmp_path / "exp.yaml").write_text(dedent("""
+        name: missing
+        tasks:
+          - {name: first, commands: ["touch first.txt"]}
+          - {name: reader, commands: ["cat $inputs"], inputs: [data/raw.txt]}
+        """))
+    p = molexp("run", "exp.yaml", "--no-progress", cwd=tmp_path)
+    assert p.returncode == 2 and not (tmp_path / "first.txt").exists()
+    assert p.stderr == ("molexp: error: task 'reader': input 'data/raw.txt' does not exist and no task declares it "
+                        f"as an output (looked for {tmp_path / 'data/raw.txt'})\n")
