@@ -239,10 +239,10 @@ def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool) -> 
                                        f"output (looked for {path})")
         return [(path, producer)]
     parts = path.split(os.sep)
-    made = sorted((q, n) for q, n in producers.items() if _glob_match(parts, q))
+    made = sorted((q, n) for q, n in producers.items() if n != t.name and _glob_match(parts, q))
     if made:
         return made
-    on_disk = sorted(_glob.glob(path))
+    on_disk = sorted(q for q in _glob.glob(path) if producers.get(q) != t.name)   # not its own outputs
     if not on_disk and strict:
         raise FileDeclarationError(f"task {t.name!r}: input pattern {p!r} matches no file on disk and no task's "
                                    f"output (looked for {path})")

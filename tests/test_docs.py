@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 # Pages whose Python blocks are run here (the seed guide, sweeps.md and reports.md have their own tests).
-LOCAL_PAGES = ["index.md", "tasks.md", "execution.md", "resources.md", "checkpoint.md", "executors.md", "cli.md"]
+LOCAL_PAGES = ["index.md", "tasks.md", "files.md", "execution.md", "resources.md", "checkpoint.md", "executors.md",
+               "cli.md"]
 CLUSTER_PAGES = ["clusters.md", "slurm.md"]
 TESTED_ELSEWHERE = {"workflow-execution.md", "sweeps.md", "reports.md"}
 
@@ -131,6 +132,8 @@ def test_python_blocks_run_as_written(project, page, capsys):
         assert ns["results"]["analyse"].value == "T=310"
     if page == "tasks.md":
         assert (project / "experiment.yaml").exists() and ns["results"].ok
+    if page == "files.md":
+        assert "input data/A.fastq changed" in out and "missing_output" not in out
     if page == "execution.md":
         assert "exit: command exited with code 3: exit 3" in out
     if page == "executors.md":
