@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pathlib
+import stat
 from collections.abc import Iterable
 
 FILENAME = "file_hashes.json"
@@ -121,7 +122,7 @@ class HashCache:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if os.path.isdir(path):
+        if stat.S_ISDIR(st.st_mode):
             return _combine((os.path.relpath(f, path), self._file(f, None) or "") for f in _walk(path))
         return self._file(path, signature(st))
 

@@ -179,7 +179,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
                         ups.append(producer)
                     paths.append(path)
                     shown.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
-            in_groups.append((g, paths, shown, len(ps) == 1 and not _MAGIC.search(ps[0])))
+            in_groups.append((g, paths, shown, _single(t.inputs, g) and not _MAGIC.search(ps[0])))
             all_in += paths
             shown_in += shown
         all_out = [_abs(cwd, p) for _, ps in outs for p in ps]
@@ -188,7 +188,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
             raise FileDeclarationError(f"task {t.name!r}: {_show(min(clash), workdir)!r} is both an input and an "
                                        "output; write the result to a new file")
         _values_and_call(t, in_groups, "inputs", values, call)
-        _values_and_call(t, [(g, [_abs(cwd, p) for p in ps], ps, len(ps) == 1) for g, ps in outs],
+        _values_and_call(t, [(g, [_abs(cwd, p) for p in ps], ps, _single(t.outputs, g)) for g, ps in outs],
                          "outputs", values, call)
         files[t.name] = TaskFiles(tuple(all_in), tuple(all_out), values, call,
                                   (tuple(shown_in), tuple(p for _, ps in outs for p in ps)))
@@ -210,6 +210,11 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
     return Resolved(graph, files, producers)
 
 
+def _single(declared, name: str | None) -> bool:
+    """Whether a mapping declared this name as one path (a Python task then gets a str, not a list)."""
+    return isinstance(declared, dict) and isinstance(declared.get(name), str)
+
+
 def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None:
     everything, shaped = [], {}
     for g, paths, shown, single in in_groups:
@@ -218,7 +223,7 @@ def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None
             call[field] = list(paths)
         else:
             values[g] = " ".join(map(shlex.quote, shown))
-            shaped[g] = paths[0] if single and len(paths) == 1 else list(paths)
+            shaped[g] = paths[0] if single else list(paths)
     values[field] = " ".join(map(shlex.quote, everything))
     if shaped:
         call[field] = shaped

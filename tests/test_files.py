@@ -233,11 +233,13 @@ def test_python_tasks_get_inputs_and_outputs_when_they_ask(project):
         return "fine"
 
     exp = Experiment("py", workdir=project)
-    exp.add_task(PythonTask("total", total, inputs={"numbers": "raw.txt"}, outputs=["sums/total.txt"]))
+    exp.add_task(PythonTask("total", total, inputs={"numbers": "raw.txt", "more": ["raw.txt"]},
+                            outputs=["sums/total.txt"]))
     exp.add_task(PythonTask("after", no_files, inputs=["sums/total.txt"]))
     res = ExperimentExecutor(exp, progress=False).run()
     assert res["total"].value == 7 and res["after"].ok and res["after"].value == "fine"
-    assert seen == {"inputs": {"numbers": str(project / "raw.txt")}, "outputs": [str(project / "sums/total.txt")]}
+    assert seen == {"inputs": {"numbers": str(project / "raw.txt"), "more": [str(project / "raw.txt")]},
+                    "outputs": [str(project / "sums/total.txt")]}
     assert exp.graph["after"].deps == []   # the inferred dependency is the run's, not written into the task
 
 
@@ -352,3 +354,16 @@ def test_hash_cache_reads_a_file_once_per_change(tmp_path):
     big.write_bytes(bytes(data))
     assert again.get(str(big)) != first
     assert again.get(str(tmp_path / "nope")) is None
+
+
+def test_files_survive_the_yaml_round_trip(project):
+    exp = Experiment("yaml-files", workdir=project)
+    exp.add_task(LocalTask("map", commands=["cat $reads > $bam"], inputs={"reads": ["a.txt", "b.txt"]},
+                           outputs={"bam": "out.bam"}))
+    exp.add_task(LocalTask("plot", commands=["cat $inputs"], inputs=["out.bam"], outputs=["p.svg"]))
+    back = Experiment.from_yaml(exp.to_yaml())
+    assert back.graph["map"].inputs == {"reads": ["a.txt", "b.txt"]} and back.graph["map"].outputs == {"bam": "out.bam"}
+    assert back.graph["plot"].inputs == ["out.bam"] and back == Experiment.from_dict(exp.to_dict())
+    from molexp.files import with_file_deps
+
+    assert with_file_deps(exp).layers() == [["map"], ["plot"]]   # the picture shows the implied order
