@@ -15,7 +15,7 @@ from . import uptodate
 from .errors import CheckpointError
 from .filehash import HashCache
 from .files import Resolved
-from .journal import NO_VALUE, Journal, _json_str, find_checkpoint_dir
+from .journal import JOURNAL_NAME, NO_VALUE, Journal, _json_str, find_checkpoint_dir
 from .result import TaskResult, TaskStatus
 from .runtime import TaskSpec
 
@@ -109,7 +109,12 @@ class Checkpoint:
             except (CheckpointError, KeyError) as e:
                 log.warning("molexp: the stored value of %r cannot be read (%s); running it again", name, e)
                 return "its stored value cannot be read"
-        result = TaskResult.from_record(rec["result"], value)
+        try:
+            result = TaskResult.from_record(rec["result"], value)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"journal {self.journal.path / JOURNAL_NAME}: the record of task {name!r} has a "
+                                  f"malformed result ({type(e).__name__}: {e}); move the checkpoint away or resume "
+                                  "without it", str(self.journal.path / JOURNAL_NAME)) from None
         result.status, result.reason = TaskStatus.CACHED, "up to date"
         return result
 

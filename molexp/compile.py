@@ -10,6 +10,7 @@ as data (their ``TaskResult``), so their dependents start at once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -45,6 +46,13 @@ class Compiled:
     priorities: dict[str, float] | None = None
     durations_path: str | None = None     # where this run's task durations are recorded (priority scheduling)
     known_durations: dict[str, float] | None = None  # what that file held when the run was compiled
+    log_lock: int | None = None           # the lock held on the shared log directory (see _log_dir)
+
+    def release(self) -> None:
+        """Release the log directory's lock (the run is over)."""
+        if self.log_lock is not None:
+            os.close(self.log_lock)
+            self.log_lock = None
 
     def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None, packed=None):
         """The graph for ``distributed``: each node passed through ``packed(key, node)`` when given (None drops
@@ -83,13 +91,46 @@ class Compiled:
 _GROUP = re.compile(r"[A-Za-z]+")
 
 
+_LONGEST = 120   # characters of a name kept in a file name (a file name has at most 255 bytes)
+
+
 def log_paths(log_dir: str, name: str) -> tuple[str, str]:
-    """Per-task stdout/stderr log files (names made safe for any task name)."""
-    if _SAFE.fullmatch(name):
+    """Per-task stdout/stderr log files (names made safe for any task name, and short enough)."""
+    if len(name) <= _LONGEST and _SAFE.fullmatch(name):
         return f"{log_dir}/{name}.out", f"{log_dir}/{name}.err"
-    safe = _UNSAFE.sub("_", name) + "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
+    safe = _UNSAFE.sub("_", name)[:_LONGEST] + "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
     base = f"{log_dir}/{safe}"
     return base + ".out", base + ".err"
+
+
+def safe_name(name: str) -> str:
+    """An experiment's name as one directory name: no separator, never ``.`` or ``..``, not too long."""
+    safe = _UNSAFE.sub("_", name)
+    if len(safe) > _LONGEST or safe != name:
+        safe = safe[:_LONGEST]
+    if not safe.strip("."):
+        safe = safe.replace(".", "_") or "_"
+    return safe
+
+
+def _log_dir(ctx: RunContext, config: ExecutionConfig, run_dir: str) -> tuple[str, int | None]:
+    """(where this run writes its task logs, the descriptor of the lock it holds there or None). A checkpointed
+    run's logs live in its checkpoint directory (its lock is the journal's), so runs with different checkpoints
+    never share log files; otherwise the experiment's ``logs`` directory, locked for the run, or this run's own
+    ``runs/<run id>/logs`` when another live run holds that lock."""
+    if config.checkpoint_dir is not None:
+        from .journal import find_checkpoint_dir
+
+        return str(find_checkpoint_dir(config.checkpoint_dir).resolve() / "logs"), None
+    shared = os.path.join(run_dir, "logs")
+    os.makedirs(shared, exist_ok=True)
+    fd = os.open(os.path.join(shared, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return os.path.join(run_dir, "runs", ctx.run_id, "logs"), None
+    return shared, fd
 
 
 def compile_graph(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig,
@@ -104,8 +145,8 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: 
              dry: bool) -> Compiled:
     order = graph.topological_order()
     workdir = ctx.workdir
-    run_dir = os.path.join(workdir, ".molexp", _UNSAFE.sub("_", ctx.experiment))
-    log_dir = os.path.join(run_dir, "logs")
+    run_dir = os.path.join(workdir, ".molexp", safe_name(ctx.experiment))
+    log_dir, log_lock = os.path.join(run_dir, "logs"), None
     params = ctx.params
     environ = os.environ
 
@@ -118,24 +159,30 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: 
     run8 = ctx.run_id[:8]
     family = _GROUP.match
     key_of = keys.__getitem__
-    for name in order:
-        t = tasks[name]
-        g = family(name)
-        key = f"{g.group(0) if g else 'task'}-{run8}-{name}"   # see the module docstring
-        keys[name] = key
-        spec = _spec(t, ctx, config, params, environ, workdir, log_dir, files.get(name))
-        if spec.stdout_path and not made_log_dir and not dry:
-            os.makedirs(log_dir, exist_ok=True)
-            made_log_dir = True
-        specs[name] = spec
-        dsk[key] = (run_task, spec, ctx_key, *map(key_of, t.deps))
+    try:
+        for name in order:
+            t = tasks[name]
+            g = family(name)
+            key = f"{g.group(0) if g else 'task'}-{run8}-{name}"   # see the module docstring
+            keys[name] = key
+            if not made_log_dir and not dry and (isinstance(t, LocalTask) or getattr(t, "isolated", False)):
+                log_dir, log_lock = _log_dir(ctx, config, run_dir)   # the first task that writes logs
+                os.makedirs(log_dir, exist_ok=True)
+                made_log_dir = True
+            spec = _spec(t, ctx, config, params, environ, workdir, log_dir, files.get(name))
+            specs[name] = spec
+            dsk[key] = (run_task, spec, ctx_key, *map(key_of, t.deps))
+    except BaseException:
+        if log_lock is not None:   # bad input: the run never starts
+            os.close(log_lock)
+        raise
     if not config.priority_scheduling:
-        return Compiled(dsk, keys, specs, ctx_key)
+        return Compiled(dsk, keys, specs, ctx_key, log_lock=log_lock)
     path = os.path.join(run_dir, durations.FILENAME)
     known = durations.load(path)
     critical = durations.critical_path(order, graph.dependents(), known)
     priorities = {keys[n]: (tasks[n].priority if tasks[n].priority is not None else critical[n]) for n in order}
-    return Compiled(dsk, keys, specs, ctx_key, priorities, path, known)
+    return Compiled(dsk, keys, specs, ctx_key, priorities, path, known, log_lock)
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,

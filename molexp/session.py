@@ -38,8 +38,14 @@ class RunSession:
 
     def __init__(self, executor, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
                  *, targets: Iterable[str] | None = None, force: Iterable[str] | None = None):
-        with gc_paused():
-            self._prepare(executor, work, params, context, targets, force)
+        self.checkpoint = self.backend = self.progress = self.compiled = None
+        self._iterated = self._closed = False
+        try:
+            with gc_paused():
+                self._prepare(executor, work, params, context, targets, force)
+        except BaseException:
+            self.close()   # a set-up failure releases what was already acquired (the lock, the subscription)
+            raise
 
     def _prepare(self, executor, work, params, context, targets, force) -> None:
         cfg = executor.config
@@ -59,12 +65,8 @@ class RunSession:
         self.cached: dict[str, TaskResult] = {}
         on_final = None
         if self.checkpoint is not None:
-            try:
-                self.cached = self.checkpoint.prepare(graph.topological_order(), self.compiled.specs, resolved,
-                                                      self.ctx.workdir, resume=cfg.auto_resume, force=forced)
-            except BaseException:
-                self.checkpoint.close()
-                raise
+            self.cached = self.checkpoint.prepare(graph.topological_order(), self.compiled.specs, resolved,
+                                                  self.ctx.workdir, resume=cfg.auto_resume, force=forced)
             self.compiled.reuse(self.cached)
             kinds = {n: s.kind for n, s in self.compiled.specs.items()}
             on_final = lambda result: self.checkpoint.record(result, kinds.get(result.name))  # noqa: E731
@@ -77,20 +79,33 @@ class RunSession:
         self.progress = Progress(executor._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
         self.driver = Driver(graph, self.backend, self.ctx.cancel, self.events, self.progress, on_final=on_final,
                              fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
-        self._iterated = False
 
     def __iter__(self) -> Iterator[TaskResult]:
-        if self._iterated:
+        if self._iterated or self._closed:
             raise RuntimeError("a run can be iterated once")
         self._iterated = True
         try:
             yield from self.driver.iterate(self.compiled, self.cached)
         finally:
-            self.progress.close()
-            self.backend.close()
             if self.compiled.durations_path is not None:  # priority scheduling: remember durations
                 durations.save(self.compiled.durations_path, self.compiled.known_durations or {},
                                self.driver.finals().values())
+            self.close()
+
+    def close(self) -> None:
+        """Release what the run holds (progress bar, backend and its subscription, checkpoint lock), once;
+        also for a run that was never iterated."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.progress is not None:
+                self.progress.close()
+            if self.backend is not None:
+                self.backend.close()
+        finally:
+            if self.compiled is not None:
+                self.compiled.release()
             if self.checkpoint is not None:
                 self.checkpoint.close()
 

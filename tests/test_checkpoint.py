@@ -194,7 +194,7 @@ def test_foreign_checkpoint_is_a_clear_error_and_left_unchanged(project):
     other = Experiment("other", workdir=project)
     other.add_task(LocalTask("a", commands=["true"]))
     ExperimentExecutor(other, progress=False, checkpoint_dir="ck").run()
-    files = {p: fingerprint(p) for p in (project / "ck").iterdir() if p.name != "journal.lock"}
+    files = {p: fingerprint(p) for p in (project / "ck").rglob("*") if p.is_file() and p.name != "journal.lock"}
     mine = Experiment("mine", workdir=project)
     mine.add_task(LocalTask("a", commands=["true"]))
     with pytest.raises(CheckpointError, match="other"):

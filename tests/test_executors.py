@@ -151,7 +151,9 @@ def test_memory_throttle_holds_tasks_back_and_completes(project):
     import psutil
 
     pool = pool_of(6, "python3 -c \"import time; b = b'x' * (300 * 2**20); time.sleep(0.6)\"")
-    threshold = psutil.virtual_memory().percent / 100 + 0.004  # just above what is used now
+    mem = psutil.virtual_memory()
+    # just above what is used now: half of one task's 300 MB, whatever the host's size
+    threshold = mem.percent / 100 + 150 * 2**20 / mem.total
     ex = AdaptiveExecutor(progress=False, min_workers=2, max_workers=2, interval=0.5, memory_threshold=threshold)
     results = ex.execute(pool)
     assert results.ok and len(results) == 6

@@ -58,12 +58,10 @@ def test_isolated_python_task_limits_output_and_value(project, target):
     e = Experiment("iso", workdir=project)
     e.add_task(PythonTask("big", _allocate, kwargs={"mb": 400}, isolated=True, resources={"memory": "150MB"}))
     e.add_task(PythonTask("fine", _allocate, kwargs={"mb": 10}, isolated=True, resources={"memory": "150MB"}))
-    e.add_task(PythonTask("slow", time.sleep, kwargs={"secs": 30}, isolated=True, timeout=0.5))
     results = ExperimentExecutor(e, progress=False, fault_tolerance="continue", **target).run()
     assert results["big"].failure == "memory_limit"
     assert results["fine"].ok and results["fine"].value == 1 and results["fine"].stdout == "allocated 10 MB"
     assert results["fine"].peak_memory > 10 * 2**20
-    assert results["slow"].failure in ("timeout", "exception")  # time.sleep takes no keyword 'secs' ...
     e2 = Experiment("iso2", workdir=project)
     e2.add_task(PythonTask("slow", _sleep, kwargs={"seconds": 30}, isolated=True, timeout=0.5))
     assert ExperimentExecutor(e2, progress=False, **target).run()["slow"].failure == "timeout"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import dask
 
 from ..adaptive_policy import Decision, MemoryPolicy
 from ..backend_distributed import DistributedBackend
@@ -66,7 +69,8 @@ class AdaptiveExecutor(Executor):
         self.adaptive = AdaptiveConfig()
         self._given_cluster = cluster
         self._memory = memory_probe
-        self.decisions: list[Decision] = []
+        # bounded, as distributed's own AdaptiveCore.log: a cluster you pass in stays adaptive after the run
+        self.decisions: deque[Decision] = deque(maxlen=dask.config.get("distributed.admin.low-level-log-length"))
         self._lock = threading.Lock()
         self._allowed = 0
         self.configure(**adaptive)
@@ -139,14 +143,14 @@ class AdaptiveExecutor(Executor):
         return cluster.adapt(Adaptive=MemoryAwareAdaptive, minimum=a.min_workers, maximum=a.max_workers,
                              interval=a.interval, wait_count=2)
 
-    def execute(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
-                context: Mapping[str, Any] | None = None) -> Results:
-        """Run the work on the adapting cluster; returns ``Results``."""
+    def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
+                 targets=None, force=None) -> Results:
+        """Run the work on the adapting cluster (started here when none was given); returns ``Results``."""
         own = self._start_cluster()
         adaptive = self._adapt()
         self._allowed = 0
         try:
-            return self._execute(self._work if work is None else work, params, context)
+            return super()._execute(work, params, context, targets, force)
         finally:
             # On a cluster you gave, adaptivity stays on, so it shrinks back to min_workers when idle.
             if adaptive is not None and own is not None:

@@ -96,14 +96,28 @@ class Executor:
         return self._client
 
     def resume_from_checkpoint(self, path: str | os.PathLike, params: Mapping[str, Any] | None = None, *,
-                               context: Mapping[str, Any] | None = None) -> Results:
+                               context: Mapping[str, Any] | None = None, work: Any = None) -> Results:
         """Run again from the checkpoint at ``path`` (the checkpoint directory, or any file in it, e.g.
-        ``"checkpoints/workflow_state.pkl"``): tasks completed before with an unchanged definition end
-        ``cached``; changed tasks and everything downstream of them run again."""
-        from ..journal import find_checkpoint_dir
+        ``"checkpoints/workflow_state.pkl"``): tasks that are up to date end ``cached``; changed tasks and
+        everything downstream of them run again. ``work`` defaults to the executor's own. The same on every
+        executor; the executor's options are as before afterwards. ``CheckpointError`` when ``path`` holds
+        no checkpoint (nothing runs), unless it is the executor's own ``checkpoint_dir`` (then this is a
+        first run that records there, as ``run()`` with ``auto_resume=True`` would be)."""
+        from ..errors import CheckpointError
+        from ..journal import JOURNAL_NAME, SNAPSHOT_NAME, find_checkpoint_dir
 
-        self.configure(checkpoint_dir=str(find_checkpoint_dir(path)), auto_resume=True)
-        return self._execute(self._work, params, context)
+        directory = find_checkpoint_dir(path)
+        own = self.config.checkpoint_dir is not None and \
+            find_checkpoint_dir(self.config.checkpoint_dir).resolve() == directory.resolve()
+        if not (own or (directory / JOURNAL_NAME).is_file() or (directory / SNAPSHOT_NAME).is_file()):
+            raise CheckpointError(f"no checkpoint to resume at {path} (no {JOURNAL_NAME} in {directory}); to "
+                                  "start a new one, configure checkpoint_dir instead", str(directory))
+        saved = self.config
+        self.config = saved.merge(checkpoint_dir=str(directory), auto_resume=True)
+        try:
+            return self.execute(work, params, context=context)
+        finally:
+            self.config = saved
 
     def close(self) -> None:
         """Close the Dask client molexp made (from ``cluster=`` or ``address=``); a given client stays open."""
@@ -133,6 +147,11 @@ class Executor:
         from ..session import make_plan
 
         return make_plan(self, self._work, params, targets=targets, force=force)
+
+    def execute(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
+                context: Mapping[str, Any] | None = None) -> Results:
+        """Run ``work`` (default: the work the executor was made with); returns ``Results``."""
+        return self._execute(self._work if work is None else work, params, context)
 
     def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
                  targets: Iterable[str] | None = None, force: Iterable[str] | None = None) -> Results:

@@ -21,11 +21,11 @@ class BatchExecutor(Executor):
     hands at most ``batch_size`` ready tasks to the worker threads at a time.
     """
 
-    def __init__(self, batch_size: int = 10, *, client=None, cluster=None, address: str | None = None,
-                 **options: Any):
+    def __init__(self, batch_size: int = 10, *, work: Any = None, client=None, cluster=None,
+                 address: str | None = None, **options: Any):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size expects an integer >= 1, got {batch_size!r}")
-        super().__init__(None, client=client, cluster=cluster, address=address, **options)
+        super().__init__(work, client=client, cluster=cluster, address=address, **options)
         self.batch_size = batch_size
 
     def _backend(self):
@@ -33,7 +33,8 @@ class BatchExecutor(Executor):
             return DistributedBackend(self.client, window=self.batch_size)
         return LocalBackend(self.config.max_workers, window=self.batch_size)
 
-    def execute(self, task_pool: Any, params: Mapping[str, Any] | None = None, *,
+    def execute(self, task_pool: Any = None, params: Mapping[str, Any] | None = None, *,
                 context: Mapping[str, Any] | None = None) -> Results:
-        """Run a TaskPool (or Experiment, TaskGraph, list of tasks) in batches; returns ``Results``."""
-        return self._execute(task_pool, params, context)
+        """Run a TaskPool (or Experiment, TaskGraph, list of tasks; default: the ``work=`` given at
+        construction) in batches; returns ``Results``."""
+        return self._execute(self._work if task_pool is None else task_pool, params, context)

@@ -32,11 +32,21 @@ class StreamExecutor(Executor):
 
     def execute_stream(self, task_graph: Any = None, params: Mapping[str, Any] | None = None, *,
                        context: Mapping[str, Any] | None = None) -> Iterator[TaskResult]:
-        """A generator of results in completion order. Bad input raises here, before anything runs."""
+        """A generator of results in completion order. Bad input raises here, before anything runs. Closing
+        it (or dropping it), even before its first item, stops the run and releases what it holds."""
         session = RunSession(self, self._work if task_graph is None else task_graph, params, context)
-        return iter(session)
+        return _stream(session, iter(session))
 
-    def execute(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
-                context: Mapping[str, Any] | None = None) -> Results:
-        """Run to the end and return ``Results`` (the contract every executor shares)."""
-        return self._execute(self._work if work is None else work, params, context)
+
+def _stream(session: RunSession, results: Iterator[TaskResult]) -> Iterator[TaskResult]:
+    """The session's results; a generator closed before its first item never ran its body, so a
+    ``weakref.finalize`` releases the session in that case."""
+    import weakref
+
+    gen = _drain(results)
+    weakref.finalize(gen, session.close)
+    return gen
+
+
+def _drain(results: Iterator[TaskResult]) -> Iterator[TaskResult]:
+    yield from results
