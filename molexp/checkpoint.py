@@ -11,12 +11,14 @@ import json
 import logging
 from collections.abc import Mapping
 
+import cloudpickle
+
 from . import uptodate
 from .errors import CheckpointError
 from .filehash import HashCache
 from .files import Resolved
 from .journal import JOURNAL_NAME, NO_VALUE, Journal, _json_str, find_checkpoint_dir
-from .result import TaskResult, TaskStatus
+from .result import FailureKind, TaskResult, TaskStatus
 from .runtime import TaskSpec
 
 log = logging.getLogger("molexp")
@@ -129,13 +131,33 @@ class Checkpoint:
         if entry is not None and result.reason is None and result.status is not TaskStatus.SKIPPED:
             result.reason = entry.reason
         fp = self.fingerprints.get(result.name, "")
-        keep_value = kind == "python" and result.status is TaskStatus.COMPLETED
-        self.journal.record(result.name, fp, result.status.value, result_json(result),
-                            value=result.value if keep_value else NO_VALUE)
+        value = result.value if kind == "python" and result.status is TaskStatus.COMPLETED else NO_VALUE
+        if value is not NO_VALUE:
+            try:
+                value = cloudpickle.dumps(value)
+            except Exception as e:   # the task's failure: its value cannot be kept (a generator, a lock...)
+                result.status, result.failure = TaskStatus.FAILED, FailureKind.EXCEPTION.value
+                result.error = (f"the return value of task {result.name!r} cannot be stored in the checkpoint: "
+                                f"{type(e).__name__}: {e}")
+                value = NO_VALUE
+        try:
+            self.journal.record(result.name, fp, result.status.value, result_json(result), value=value,
+                                pickled=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot write the checkpoint {self.path}: {e.strerror or e} (the journal is "
+                                  "intact up to the previous task; free space, then resume)", str(self.path)) from e
 
     def close(self) -> None:
+        """Save the hash cache and close the journal (snapshot, fsync, unlock). A snapshot or cache that
+        cannot be written (a full disk) is only logged: the journal holds every record, and the lock is
+        released either way."""
         try:
             if self.files is not None:
                 self.files.save(self.path)
-        finally:
+        except OSError as e:
+            log.warning("molexp: cannot save the file hash cache in %s (%s); files are hashed again next time",
+                        self.path, e)
+        try:
             self.journal.close()
+        except OSError as e:
+            log.warning("molexp: cannot write the snapshot of %s (%s); the journal has every record", self.path, e)

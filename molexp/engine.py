@@ -67,6 +67,10 @@ class Driver:
         self._held: dict[str, list[tuple]] = {}
         self._ready: deque[TaskResult] = deque()
         self.interrupted = False
+        self.fatal: Exception | None = None   # the checkpoint could not be written: the run stopped for it
+        # whether every task that starts says so (else, for a task with no outcome, molexp cannot tell
+        # whether it had started)
+        self.knows_starts = True
 
     # -- the loop -----------------------------------------------------------------------------------------
     def finals(self) -> dict[str, TaskResult | None]:
@@ -173,7 +177,7 @@ class Driver:
                 result = TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
                                     error=f"task returned {type(result).__name__}, not a TaskResult")
             if result.reason == "cancelled":
-                result.reason = self._upstream_reason(name) or f"cancelled: {self.stop_reason or 'by Dask'}"
+                result.reason = self._upstream_reason(name) or self._stopped_reason(result.attempts > 0)
             # Reports that never arrived (or arrive after the result) are told now, in order.
             for a in result.attempt_log:
                 self._report_running(name, st, a.number)
@@ -181,8 +185,6 @@ class Driver:
                     st.retrying = a.number
                     self.progress(self.graph[name], TaskStatus.RETRYING)
             self._final(result)
-            if result.status is TaskStatus.FAILED and self.fail_fast and self.stop_reason is None:
-                self.stop(f"fail_fast: task {name!r} failed")
 
     def _upstream_reason(self, name: str) -> str | None:
         """Why ``name`` cannot run because of a dependency, as the wrapper would have said it."""
@@ -191,6 +193,18 @@ class Driver:
             if final is not None and not final.status.ok:
                 return f"upstream {d!r} {'failed' if final.status is TaskStatus.FAILED else 'was skipped'}"
         return self._doomed.get(name)
+
+    def _stopped_reason(self, started: bool | None) -> str:
+        """Why a task the run stopped did not finish, saying whether it had started (None: unknown, on a
+        cluster where this run does not track starts)."""
+        if started is None and self.knows_starts:
+            started = False
+        if self.interrupted:
+            return {True: "interrupted while running", False: "not started: interrupted"}.get(
+                started, "interrupted before or while running")
+        why = self.stop_reason or "cancelled by Dask"
+        return {True: f"terminated while running: {why}", False: f"not started: {why}"}.get(
+            started, f"cancelled before or while running: {why}")
 
     def _report_running(self, name: str, st: RunState, attempt: int) -> None:
         while st.running < attempt:
@@ -201,11 +215,21 @@ class Driver:
         st = self.state[result.name]
         st.final = result
         self.left -= 1
+        if result.status is TaskStatus.FAILED and self.fail_fast and self.stop_reason is None:
+            # before anyone hears of the failure (a progress callback): from now on nothing starts
+            self.cancel.set()
         if self.on_final is not None:
-            self.on_final(result)
+            try:
+                self.on_final(result)
+            except Exception as e:   # the journal cannot be written (disk full, ...): stop the run for it
+                self.on_final = None
+                self.fatal = e
+                self.stop(f"the checkpoint cannot be written: {e}")
         self.progress(self.graph[result.name], result.status)
         self._ready.append(result)
         self.backend.task_final(result)
+        if result.status is TaskStatus.FAILED and self.fail_fast and self.stop_reason is None:
+            self.stop(f"fail_fast: task {result.name!r} failed")
         if self._held:
             for dependent in self.graph.dependents().get(result.name, ()):
                 if dependent in self._held and all(self.state[d].final is not None
@@ -232,7 +256,7 @@ class Driver:
         for name in self.backend.cancel(not_running):  # these will never run: say why, in graph order
             if self.state[name].final is None:
                 self._final(TaskResult(name, TaskStatus.SKIPPED,
-                                       reason=self._upstream_reason(name) or f"cancelled: {reason}"))
+                                       reason=self._upstream_reason(name) or self._stopped_reason(None)))
 
     def _abandon(self, why: str) -> None:
         """Give every task that has not reported a final outcome one now."""
@@ -241,10 +265,11 @@ class Driver:
             st = self.state[name]
             if st.final is None:
                 if st.running:
-                    result = TaskResult(name, TaskStatus.SKIPPED, end=now, attempts=st.running,
-                                        reason=f"cancelled while running: {why}",
+                    reason = "interrupted while running" if self.interrupted else f"stopped while running: {why}"
+                    result = TaskResult(name, TaskStatus.SKIPPED, end=now, attempts=st.running, reason=reason,
                                         attempt_log=[Attempt(st.running, now, now, FailureKind.CANCELLED.value)])
                 else:
-                    result = TaskResult(name, TaskStatus.SKIPPED,
-                                        reason=self._upstream_reason(name) or f"not started: {why}")
+                    unknown = f"no outcome: {why} (it may have been running: this run did not track starts)"
+                    result = TaskResult(name, TaskStatus.SKIPPED, reason=self._upstream_reason(name) or (
+                        f"not started: {why}" if self.knows_starts else unknown))
                 self._final(result)

@@ -65,7 +65,9 @@ class ConfigError(ValidationError):
 
 
 class CheckpointError(MolexpError, ValueError):
-    """A checkpoint file cannot be used (corrupt, truncated, another experiment's). ``path`` names it.
+    """A checkpoint file cannot be used (corrupt, truncated, another experiment's), or cannot be written
+    during a run (a full disk). ``path`` names it; ``results`` holds the run's results when a run stopped
+    for it (running tasks were terminated; the journal is intact up to the failure, so a resume finishes).
 
     molexp never deletes or overwrites such a file: move it away, or point ``checkpoint_dir`` elsewhere.
     """
@@ -73,6 +75,7 @@ class CheckpointError(MolexpError, ValueError):
     def __init__(self, message: str, path: str | None = None):
         super().__init__(message)
         self.path = path
+        self.results = None
 
 
 class CheckpointLocked(CheckpointError):

@@ -605,12 +605,14 @@ class Journal:
         if self._closed:
             raise ValueError(f"journal {self.path} is closed")
 
-    def record(self, name: str, fingerprint: str, status: str, result: dict, value: object = NO_VALUE) -> None:
+    def record(self, name: str, fingerprint: str, status: str, result: dict, value: object = NO_VALUE, *,
+               pickled: bool = False) -> None:
         """Append one task outcome; durable against a crash of this process when it returns.
 
         ``result`` must be JSON-serialisable (``TypeError`` otherwise, and nothing is written), or already the
         JSON text of an object (the executor's hot path: ``checkpoint.result_json``; written as it is). If
-        ``value`` is given, it is cloudpickled into ``values/`` (atomically) before the log line naming it.
+        ``value`` is given, it is cloudpickled into ``values/`` (atomically) before the log line naming it
+        (``pickled=True``: ``value`` is those bytes already).
         """
         if self._closed:
             raise ValueError(f"journal {self.path} is closed")
@@ -631,7 +633,7 @@ class Journal:
         else:
             value_file = _value_filename(name)
             value_json = _json_str(value_file)
-            payload = cloudpickle.dumps(value)
+            payload = value if pickled else cloudpickle.dumps(value)
             self._values_dir.mkdir(exist_ok=True)
             _atomic_write(self._values_dir / value_file, payload, fsync=False)
         # The result is encoded once: the log line and this record's entry in the snapshot share the text.

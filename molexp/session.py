@@ -22,7 +22,7 @@ from . import files as _files
 from .checkpoint import Checkpoint
 from .compile import compile_graph
 from .engine import Driver
-from .errors import ConfigError, TaskDefinitionError
+from .errors import CheckpointError, ConfigError, TaskDefinitionError
 from .filehash import HashCache
 from .graph import gc_paused
 from .progress import Progress
@@ -79,6 +79,7 @@ class RunSession:
         self.progress = Progress(executor._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
         self.driver = Driver(graph, self.backend, self.ctx.cancel, self.events, self.progress, on_final=on_final,
                              fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
+        self.driver.knows_starts = self.ctx.report_starts
 
     def __iter__(self) -> Iterator[TaskResult]:
         if self._iterated or self._closed:
@@ -86,6 +87,8 @@ class RunSession:
         self._iterated = True
         try:
             yield from self.driver.iterate(self.compiled, self.cached)
+            if self.driver.fatal is not None:
+                raise self._fatal()
         finally:
             if self.compiled.durations_path is not None:  # priority scheduling: remember durations
                 durations.save(self.compiled.durations_path, self.compiled.known_durations or {},
@@ -109,13 +112,25 @@ class RunSession:
             if self.checkpoint is not None:
                 self.checkpoint.close()
 
+    def _fatal(self) -> CheckpointError:
+        """The error that stopped the run (its journal could not be written), carrying the run's results."""
+        e = self.driver.fatal
+        error = e if isinstance(e, CheckpointError) else CheckpointError(
+            f"the checkpoint cannot be written: {type(e).__name__}: {e}",
+            str(self.checkpoint.path) if self.checkpoint is not None else None)
+        error.results = self._results()
+        return error
+
+    def _results(self) -> Results:
+        return Results(self.driver.finals(), wall_time=time.perf_counter() - self.started,  # type: ignore[arg-type]
+                       interrupted=self.driver.interrupted)
+
     def results(self) -> Results:
         """The run's results (iterating it first if nobody did)."""
         if not self._iterated:
             for _ in self:
                 pass
-        return Results(self.driver.finals(), wall_time=time.perf_counter() - self.started,  # type: ignore[arg-type]
-                       interrupted=self.driver.interrupted)
+        return self._results()
 
 
 def _context(executor, work, params, context, run_id: str):
@@ -137,7 +152,8 @@ def _context(executor, work, params, context, run_id: str):
                      retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
                      kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
                      # running/retrying events cost a message each on a cluster: only when read
-                     report_starts=executor._progress_callback is not None,
+                     # locally a start costs a queue put: always told, so "not started" is always true
+                     report_starts=executor._progress_callback is not None or executor.client is None,
                      pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
                      hash_outputs=cfg.checkpoint_dir is not None)
     return ctx, graph
