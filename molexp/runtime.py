@@ -166,6 +166,8 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
                                         + traceback.format_exc())
             if not go:
                 return TaskResult(spec.name, TaskStatus.SKIPPED, reason="condition is false")
+        if ctx.cancel.is_set():   # the run stopped while the conditions were asked
+            return TaskResult(spec.name, TaskStatus.SKIPPED, reason="cancelled")
 
     result = TaskResult(spec.name, TaskStatus.RUNNING, stdout_path=spec.stdout_path,
                         stderr_path=spec.stderr_path, worker=ctx.sink.worker())

@@ -69,6 +69,8 @@ class AdaptiveExecutor(Executor):
         self.adaptive = AdaptiveConfig()
         self._given_cluster = cluster
         self._memory = memory_probe
+        import distributed  # noqa: F401  (its configuration: the log length below)
+
         # bounded, as distributed's own AdaptiveCore.log: a cluster you pass in stays adaptive after the run
         self.decisions: deque[Decision] = deque(maxlen=dask.config.get("distributed.admin.low-level-log-length"))
         self._lock = threading.Lock()

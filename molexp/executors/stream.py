@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 from ..backend_distributed import DistributedBackend
@@ -35,18 +35,36 @@ class StreamExecutor(Executor):
         """A generator of results in completion order. Bad input raises here, before anything runs. Closing
         it (or dropping it), even before its first item, stops the run and releases what it holds."""
         session = RunSession(self, self._work if task_graph is None else task_graph, params, context)
-        return _stream(session, iter(session))
+        return _Stream(session)
 
 
-def _stream(session: RunSession, results: Iterator[TaskResult]) -> Iterator[TaskResult]:
-    """The session's results; a generator closed before its first item never ran its body, so a
-    ``weakref.finalize`` releases the session in that case."""
-    import weakref
+class _Stream(Generator):
+    """The session's results as a generator. Unlike a plain generator it releases the run when it is closed
+    (or dropped) before its first item, when a generator's body, never started, could not."""
 
-    gen = _drain(results)
-    weakref.finalize(gen, session.close)
-    return gen
+    def __init__(self, session: RunSession):
+        self._session: RunSession | None = session
+        self._results: Iterator[TaskResult] | None = None
 
+    def send(self, value) -> TaskResult:
+        if self._results is None:
+            if self._session is None:
+                raise StopIteration
+            self._results = iter(self._session)
+        return next(self._results)
 
-def _drain(results: Iterator[TaskResult]) -> Iterator[TaskResult]:
-    yield from results
+    def throw(self, typ, val=None, tb=None):
+        if self._results is None:
+            self.close()
+            raise typ if val is None else val
+        return self._results.throw(typ, val, tb)   # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.close()       # stops the run (see Driver.iterate), then releases it
+        elif self._session is not None:
+            self._session.close()
+        self._session = None
+
+    def __del__(self):
+        self.close()
