@@ -99,8 +99,9 @@ class Checkpoint:
         if not resume:
             return {}
         self.plan, cached = uptodate.decide(order, {n: specs[n].deps for n in order}, self.fingerprints,
-                                            resolved.files, self.journal.records(), cache, workdir, force=force,
-                                            reuse=self._reuse)
+                                            resolved.files, self.journal.records(copy=False), cache, workdir,
+                                            force=force, reuse=self._reuse,
+                                            known=self.files.sources if self.files else None)
         return cached
 
     def _reuse(self, name: str, rec: dict) -> TaskResult | str:

@@ -86,6 +86,7 @@ class HashCache:
     def __init__(self, entries: dict[str, tuple] | None = None):
         self.entries: dict[str, tuple] = entries or {}
         self.fresh: dict[str, tuple] = {}
+        self.loaded = entries is not None   # read from a file (which then holds these entries)
         self._counter = [0]
 
     @property
@@ -100,7 +101,7 @@ class HashCache:
             entries = {p: (tuple(e[:4]), e[4]) for p, e in files.items()
                        if isinstance(e, list) and len(e) == 5 and isinstance(e[4], str)}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            entries = {}
+            return cls()
         return cls(entries)
 
     def save(self, directory: str | os.PathLike, keep: Iterable[str] | None = None) -> None:
@@ -115,6 +116,7 @@ class HashCache:
     def learn(self, stats: dict[str, tuple]) -> None:
         """Entries measured elsewhere (a worker's ``hash_outputs``)."""
         self.entries.update(stats)
+        self.fresh.update(stats)
 
     def get(self, path: str) -> str | None:
         """The current content hash of ``path`` (a file or a directory), or None if it does not exist."""

@@ -140,10 +140,10 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
         values = t.template_values(params)
         ins = [(g, [_render(t, "inputs", p, values) for p in ps]) for g, ps in groups(t.inputs)]
         outs = [(g, [_render(t, "outputs", p, values) for p in ps]) for g, ps in groups(t.outputs)]
-        rendered[t.name] = (cwd, ins, outs)
-        for _, ps in outs:
-            for p in ps:
-                path = _abs(cwd, p)
+        out_abs = [[_abs(cwd, p) for p in ps] for _, ps in outs]
+        rendered[t.name] = (cwd, ins, outs, out_abs)
+        for (_, ps), paths in zip(outs, out_abs):
+            for p, path in zip(ps, paths):
                 if path in (cwd, workdir) or workdir.startswith(path + os.sep) or cwd.startswith(path + os.sep):
                     raise FileDeclarationError(f"task {t.name!r}: output {p!r} is its working directory or holds "
                                                "it; declare the files or a subdirectory it writes")
@@ -163,7 +163,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
     files: dict[str, TaskFiles] = {}
     extra: dict[str, list[str]] = {}
     for t in tasks:
-        cwd, ins, outs = rendered[t.name]
+        cwd, ins, outs, out_abs = rendered[t.name]
         values: dict[str, str] = {}
         call: dict[str, Any] = {}
         all_in: list[str] = []
@@ -173,7 +173,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
         for g, ps in ins:
             paths, shown = [], []
             for p in ps:
-                found = _expand(t, cwd, p, producers, strict)
+                found = _expand(t, cwd, p, producers, strict, workdir)
                 for path, producer in found:
                     if producer is not None and producer != t.name and producer not in ups:
                         ups.append(producer)
@@ -182,13 +182,13 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
             in_groups.append((g, paths, shown, _single(t.inputs, g) and not _MAGIC.search(ps[0])))
             all_in += paths
             shown_in += shown
-        all_out = [_abs(cwd, p) for _, ps in outs for p in ps]
+        all_out = [path for paths in out_abs for path in paths]
         clash = set(all_in) & set(all_out)
         if clash:
             raise FileDeclarationError(f"task {t.name!r}: {_show(min(clash), workdir)!r} is both an input and an "
                                        "output; write the result to a new file")
         _values_and_call(t, in_groups, "inputs", values, call)
-        _values_and_call(t, [(g, [_abs(cwd, p) for p in ps], ps, _single(t.outputs, g)) for g, ps in outs],
+        _values_and_call(t, [(g, paths, ps, _single(t.outputs, g)) for (g, ps), paths in zip(outs, out_abs)],
                          "outputs", values, call)
         files[t.name] = TaskFiles(tuple(all_in), tuple(all_out), values, call,
                                   (tuple(shown_in), tuple(p for _, ps in outs for p in ps)))
@@ -229,14 +229,15 @@ def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None
         call[field] = shaped
 
 
-def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool) -> list[tuple[str, str | None]]:
+def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool,
+            workdir: str) -> list[tuple[str, str | None]]:
     """[(absolute path, producer or None)] of one input as written (a path or a glob)."""
     path = _abs(cwd, p)
     if not _MAGIC.search(p):
         producer = producers.get(path)
         if producer is None:
-            parent = os.path.dirname(path)   # inside another task's directory output
-            while producer is None and len(parent) > 1:
+            parent = os.path.dirname(path)   # inside another task's directory output (below the workdir)
+            while producer is None and len(parent) > len(workdir):
                 producer = producers.get(parent)
                 parent = os.path.dirname(parent)
         if producer is None and strict and not os.path.lexists(path):

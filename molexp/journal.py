@@ -701,9 +701,15 @@ class Journal:
         ``{name: {"fingerprint", "status", "result", "has_value", "time"}}``."""
         return {name: _public(rec) for name, rec in self._records.items() if rec["status"] in COMPLETED_STATUSES}
 
-    def records(self) -> dict[str, dict]:
-        """Latest record per task name, any status (same shape as ``completed()``)."""
-        return {name: _public(rec) for name, rec in self._records.items()}
+    def records(self, *, copy: bool = True) -> dict[str, dict]:
+        """Latest record per task name, any status (same shape as ``completed()``). ``copy=False`` shares
+        the results' lists and dicts with the journal (cheaper on large runs; do not modify them)."""
+        if copy:
+            return {name: _public(rec) for name, rec in self._records.items()}
+        return {name: {"fingerprint": rec["fingerprint"], "status": rec["status"],
+                       "result": json.loads(r) if isinstance(r := rec["result"], str) else r,
+                       "has_value": rec["value"] is not None, "time": rec["time"]}
+                for name, rec in self._records.items()}
 
     def load_value(self, name: str) -> object:
         """Load the stored return value of task ``name`` from this directory's ``values/`` folder.

@@ -169,16 +169,16 @@ class Plan(Mapping):
 
 def decide(order: list[str], deps: Mapping[str, Any], fps: Mapping[str, str], files: Mapping[str, TaskFiles],
            records: Mapping[str, dict], cache: HashCache, workdir: str, *, force=frozenset(),
-           reuse: Callable[[str, dict], TaskResult | str] | None = None
+           reuse: Callable[[str, dict], TaskResult | str] | None = None, known: Mapping[str, str | None] | None = None
            ) -> tuple[dict[str, PlanEntry], dict[str, TaskResult]]:
     """(entry per task, results to reuse) for a resumed run. ``records`` are the journal's latest records
     (``Journal.records()`` shape); ``reuse(name, record)`` makes the cached result, or returns why it cannot
-    (a stored value that cannot be read)."""
+    (a stored value that cannot be read). ``known``: hashes of source files taken just before (not read again)."""
     entries: dict[str, PlanEntry] = {}
     cached: dict[str, TaskResult] = {}
     for name in order:
         why = _why_run(name, deps[name], fps[name], files.get(name), records.get(name), cache, workdir, force,
-                       entries)
+                       entries, known or {})
         if why is None and reuse is not None:
             made = reuse(name, records[name])
             if isinstance(made, str):
@@ -189,7 +189,7 @@ def decide(order: list[str], deps: Mapping[str, Any], fps: Mapping[str, str], fi
     return entries, cached
 
 
-def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries) -> str | None:
+def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries, known) -> str | None:
     if name in force:
         return "forced"
     if rec is None:
@@ -214,7 +214,7 @@ def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries) -> str | No
         was = old_in.get(p)
         if was is None:
             return f"input {_show(p, workdir)} is new"
-        now = cache.get(p)
+        now = known[p] if p in known else cache.get(p)
         if now is None:
             return f"input {_show(p, workdir)} is missing"
         if now != was:
@@ -243,11 +243,12 @@ class FileRecorder:
     def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache):
         self.files, self.cache = files, cache
         self._made: dict[str, str] = {}
-        self._sources: dict[str, str | None] = {}
+        self.sources: dict[str, str | None] = {}   # source file -> its hash before the run started
+        get = cache.get
         for f in files.values():
             for p in f.inputs:
-                if p not in producers and p not in self._sources:
-                    self._sources[p] = cache.get(p)
+                if p not in producers and p not in self.sources:
+                    self.sources[p] = get(p)
 
     def on_final(self, result: TaskResult) -> None:
         """Complete ``result`` (its input hashes) and learn the hashes of what it wrote."""
@@ -259,7 +260,7 @@ class FileRecorder:
         f = self.files.get(result.name)
         if f is not None and f.inputs and result.status.value == "completed":
             result.inputs = {p: h for p in f.inputs
-                             if (h := self._made.get(p) or self._sources.get(p) or self.cache.get(p)) is not None}
+                             if (h := self._made.get(p) or self.sources.get(p) or self.cache.get(p)) is not None}
 
     def save(self, directory) -> None:
         """Save the hash cache, keeping the files this run's tasks read or wrote (and those inside them)."""
@@ -278,4 +279,6 @@ class FileRecorder:
                 p = parent
             return True
 
-        self.cache.save(directory, [p for p in self.cache.entries if kept(p)])
+        keep = [p for p in self.cache.entries if kept(p)]
+        if self.cache.fresh or len(keep) != len(self.cache.entries) or not self.cache.loaded:
+            self.cache.save(directory, keep)   # (nothing new: the file on disk is already this cache)
