@@ -20,6 +20,7 @@ from .cluster import JOBQUEUE, make_cluster
 from .errors import ClusterError, MolexpError, ValidationError
 from .experiment import Experiment
 from .graph import TaskGraph
+from .result import _first_line
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CLUSTER, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -218,7 +219,7 @@ def _status(args) -> int:
     width = max(map(len, records), default=4)
     for name, rec in records.items():
         r = rec["result"]
-        detail = (f"{r.get('failure')}: {_last(r.get('error'))}" if rec["status"] == "failed"
+        detail = (f"{r.get('failure')}: {_first_line(r.get('error'))}" if rec["status"] == "failed"
                   else r.get("reason") or "")
         print(f"  {name.ljust(width)}  {rec['status'].ljust(9)}  {detail}".rstrip())
     for name, rec in records.items():
@@ -231,11 +232,6 @@ def _status(args) -> int:
             if r.get("stderr_path"):
                 print(f"(full log: {r['stderr_path']})")
     return EXIT_OK
-
-
-def _last(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1][:120] if lines else ""
 
 
 def _report(args) -> int:

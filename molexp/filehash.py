@@ -1,7 +1,6 @@
 """Content hashes of files, read once per change.
 
-``digest(path)`` reads a file (or every file of a directory) and returns its SHA-256 (hex, 32 characters).
-``HashCache`` remembers, per path, the file's stat signature (size, mtime, ctime, inode) with its hash, and
+A file's hash is its SHA-256 (hex, 32 characters); a directory's combines its files'. ``HashCache`` remembers, per path, the file's stat signature (size, mtime, ctime, inode) with its hash, and
 reads the file again only when the signature changed: a 10 GB input is read once, not on every resume, and
 ``touch`` costs one read and changes nothing (the content is the same). The cache of a checkpoint lives in
 its directory (``file_hashes.json``); a missing or unreadable cache only means files are read again.
@@ -64,11 +63,6 @@ def _walk(path: str) -> list[str]:
         dirs.sort()
         out += [os.path.join(root, f) for f in sorted(files)]
     return out
-
-
-def digest(path: str) -> str | None:
-    """The content hash of a file or directory; None if it does not exist."""
-    return HashCache().get(path)
 
 
 def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, tuple]]:

@@ -238,7 +238,7 @@ def _clear_outputs(spec: TaskSpec) -> None:
 def _check_outputs(spec: TaskSpec) -> None:
     lost = files.missing(spec.outputs)
     if lost:
-        shown = ", ".join(os.path.relpath(p, spec.cwd) if p.startswith(spec.cwd + os.sep) else p for p in lost)
+        shown = ", ".join(files._rel(p, spec.cwd) for p in lost)
         raise _Outcome(FailureKind.MISSING_OUTPUT, f"task {spec.name!r} succeeded but did not write its declared "
                                                    f"output(s): {shown}")
 

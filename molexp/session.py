@@ -134,7 +134,7 @@ class RunSession:
 
 
 def _context(executor, work, params, context, run_id: str):
-    """(the run's context, (graph, workdir)) of ``work`` for ``executor``; raises on bad input."""
+    """(the run's context, the work's graph) for ``executor``; raises on bad input."""
     from .executors.base import as_graph
 
     if work is None:
