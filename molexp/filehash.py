@@ -111,12 +111,14 @@ class HashCache:
         self.entries.update(stats)
         self.fresh.update(stats)
 
-    def get(self, path: str) -> str | None:
-        """The current content hash of ``path`` (a file or a directory), or None if it does not exist."""
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+    def get(self, path: str, st: os.stat_result | None = None) -> str | None:
+        """The current content hash of ``path`` (a file or a directory), or None if it does not exist.
+        ``st``: its ``os.stat`` taken just before, when the caller has it."""
+        if st is None:
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         if stat.S_ISDIR(st.st_mode):
             return _combine((os.path.relpath(f, path), self._file(f, None) or "") for f in _walk(path))
         return self._file(path, signature(st))

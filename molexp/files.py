@@ -24,7 +24,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FileDeclarationError, TaskDefinitionError, TemplateError
@@ -111,11 +111,13 @@ class TaskFiles:
 @dataclass(slots=True)
 class Resolved:
     """The run's graph with the dependencies files imply, each task's ``TaskFiles`` (only tasks declaring
-    files) and ``producers`` (absolute output path -> task name)."""
+    files), ``producers`` (absolute output path -> task name) and ``stats`` (source input -> its
+    ``os.stat`` taken when it was checked, so that hashing it need not stat it again)."""
 
     graph: Any
     files: dict[str, TaskFiles]
     producers: dict[str, str]
+    stats: dict[str, os.stat_result] = field(default_factory=dict)
 
 
 def with_file_deps(work) -> Any:
@@ -163,13 +165,14 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
 
     files: dict[str, TaskFiles] = {}
     extra: dict[str, list[str]] = {}
+    stats: dict[str, os.stat_result] = {}
     for t in tasks:
         plain, cwd, ins, outs, out_abs = rendered[t.name]
         ups: list[str] = []
         if plain:
-            f = _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups)
+            f = _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats)
         else:
-            f = _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups)
+            f = _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats)
         files[t.name] = f
         if ups:
             new = [u for u in ups if u not in t.deps]
@@ -187,7 +190,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
 
         graph = TaskGraph(with_deps(t) for t in graph)
     graph.validate()
-    return Resolved(graph, files, producers)
+    return Resolved(graph, files, producers, stats)
 
 
 def _flat(declared, plain: bool):
@@ -213,12 +216,12 @@ def _no_nested_outputs(producers: Mapping[str, str], workdir: str) -> None:
             d = _parent(d)
 
 
-def _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups) -> TaskFiles:
+def _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats) -> TaskFiles:
     """``TaskFiles`` of a task declaring lists of paths (no names), the common case, without the grouping."""
     all_in: list[str] = []
     shown_in: list[str] = []
     for p in ins:
-        found = _expand(t, cwd, p, producers, strict, workdir)
+        found = _expand(t, cwd, p, producers, strict, workdir, stats)
         for path, producer in found:
             if producer is not None and producer != t.name and producer not in ups:
                 ups.append(producer)
@@ -232,7 +235,7 @@ def _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups) ->
     return TaskFiles(tuple(all_in), tuple(all_out), values, call, (tuple(shown_in), tuple(shown_out)))
 
 
-def _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups) -> TaskFiles:
+def _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats) -> TaskFiles:
     """``TaskFiles`` of a task with a mapping of named inputs or outputs."""
     values: dict[str, str] = {}
     call: dict[str, Any] = {}
@@ -242,7 +245,7 @@ def _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups) ->
     for g, ps in ins:
         paths, shown = [], []
         for p in ps:
-            found = _expand(t, cwd, p, producers, strict, workdir)
+            found = _expand(t, cwd, p, producers, strict, workdir, stats)
             for path, producer in found:
                 if producer is not None and producer != t.name and producer not in ups:
                     ups.append(producer)
@@ -286,9 +289,10 @@ def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None
         call[field] = shaped
 
 
-def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool,
-            workdir: str) -> list[tuple[str, str | None]]:
-    """[(absolute path, producer or None)] of one input as written (a path or a glob)."""
+def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool, workdir: str,
+            stats: dict[str, os.stat_result]) -> list[tuple[str, str | None]]:
+    """[(absolute path, producer or None)] of one input as written (a path or a glob); a source input's
+    ``os.stat`` goes into ``stats`` (``strict`` only)."""
     path = _abs(cwd, p)
     if not _MAGIC.search(p):
         producer = producers.get(path)
@@ -297,7 +301,7 @@ def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool,
             while producer is None and len(parent) > len(workdir):
                 producer = producers.get(parent)
                 parent = _parent(parent)
-        if producer is None and strict and not os.path.lexists(path):
+        if producer is None and strict and not _exists(path, stats):
             raise FileDeclarationError(f"task {t.name!r}: input {p!r} does not exist and no task declares it as an "
                                        f"output (looked for {path})")
         return [(path, producer)]
@@ -310,6 +314,14 @@ def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool,
         raise FileDeclarationError(f"task {t.name!r}: input pattern {p!r} matches no file on disk and no task's "
                                    f"output (looked for {path})")
     return [(q, None) for q in on_disk]
+
+
+def _exists(path: str, stats: dict[str, os.stat_result]) -> bool:
+    try:
+        stats[path] = os.stat(path)
+        return True
+    except OSError:
+        return os.path.lexists(path)   # a dangling link is there (reading it will fail the task)
 
 
 def _glob_match(pattern_parts: list[str], path: str) -> bool:

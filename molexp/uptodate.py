@@ -251,15 +251,16 @@ class FileRecorder:
     ran with (source files hashed before the run starts, files made by upstream tasks as their producer
     reported them) and the hash cache, fed by what workers report."""
 
-    def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache):
+    def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache,
+                 stats: Mapping[str, Any] | None = None):
         self.files, self.cache = files, cache
         self._made: dict[str, str] = {}
         self.sources: dict[str, str | None] = {}   # source file -> its hash before the run started
-        get = cache.get
+        get, stat = cache.get, (stats or {}).get
         for f in files.values():
             for p in f.inputs:
                 if p not in producers and p not in self.sources:
-                    self.sources[p] = get(p)
+                    self.sources[p] = get(p, stat(p))
 
     def on_final(self, result: TaskResult) -> None:
         """Complete ``result`` (its input hashes) and learn the hashes of what it wrote."""
