@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import leftovers
 import pytest
 import taskfuncs
 
@@ -50,12 +51,7 @@ class DaskProcesses:
                                      "--name", f"w{i}"], f"worker{i}")
 
     def close(self):
-        for p in [*self.workers, self.scheduler]:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(10)
+        leftovers.stop_groups([*self.workers, self.scheduler])
 
 
 @pytest.fixture
