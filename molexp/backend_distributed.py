@@ -27,6 +27,10 @@ _GATHER_WAIT = 0.05
 # over all of it.
 _SUBMIT_CHUNK = 1000
 
+# How long the collector waits for the scheduler to forget the keys of results that are in (see ``_forget``);
+# it takes one message on the client's batched stream, typically a few milliseconds.
+_FORGET_WAIT = 2.0
+
 # A run context (pickled) up to this size travels inside each task; a larger one (big params or context) is
 # one data node every task depends on. Why inline: a dependency shared by every task cost the scheduler and
 # the worker ~0.45 ms of CPU a task each (measured on 1,000 `true` tasks), and a run context is typically
@@ -189,7 +193,6 @@ class DistributedBackend:
         self._cancelled: set[str] = set()  # futures molexp itself cancelled
         self._cancel: DistributedCancel | None = None
         self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
-        self._done_with: list = []  # futures no longer needed, released together (see release_later)
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
 
@@ -257,17 +260,20 @@ class DistributedBackend:
         """Queue the outcome of each future of ``batch``; True when the scheduler is gone. A future whose
         result was lost with its worker after it finished is being computed again: ``ac`` watches it anew."""
         finished = [f for f in batch if f.status == "finished"]
+        others = [f for f in batch if f.status != "finished"]   # (a released future says "cancelled")
         values = self.client.gather(finished, errors="skip") if finished else []
         if len(values) != len(finished):  # a result vanished between completion and gather (lost worker)
             values = [self.client.gather(f, errors="raise") if f.status == "finished" else None for f in finished]
+            others += [f for f, v in zip(finished, values) if v is None]   # being computed again: watched
+            finished, values = [f for f, v in zip(finished, values) if v is not None], [v for v in values if v]
+        if finished:
+            self._forget(finished)
         for future, value in zip(finished, values):
             name = key_to_name[future.key]
             if self._needed_by.get(name):
                 self._sent[name] = value   # dependents get it as it came (the value still pickled)
             queue.put(("done", name, unpacked(value)))
-        for future in batch:
-            if future.status == "finished":
-                continue
+        for future in others:
             if future.status in ("lost", "pending"):
                 ac.add(future)
                 continue
@@ -282,6 +288,31 @@ class DistributedBackend:
                 error = e
             queue.put(("crash", name, _crash_result(name, future.status, error, key_to_name)))
         return False
+
+    def _forget(self, futures) -> None:
+        """Release the futures of results that are in, and wait (briefly) until the scheduler has forgotten
+        their keys, before the driver hears of them (and journals them): a worker that dies afterwards takes
+        nothing with it that Dask would compute again. The release travels on the client's batched stream;
+        ``who_has`` asks on another connection, hence the wait."""
+        key_to_name = self._key_to_name
+        for f in futures:
+            self._futures.pop(key_to_name[f.key], None)
+        keys = [f.key for f in futures]
+
+        async def release():
+            for f in futures:
+                f.release()
+
+        self.client.sync(release)
+        deadline = time.monotonic() + _FORGET_WAIT
+        while True:
+            try:
+                held = self.client.who_has(keys)
+            except Exception:   # the scheduler is going: nothing will be computed again
+                return
+            if not any(held.get(k) for k in keys) or time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
 
     # -- submission ------------------------------------------------------------------------------------------
     def _start_incremental(self, compiled, queue, driver) -> None:
@@ -395,9 +426,6 @@ class DistributedBackend:
             return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
         name = result.name
         self._in_flight.discard(name)
-        future = self._futures.pop(name, None)
-        if future is not None:
-            self._done_with.append(future)
         for dependent in self._driver.graph.dependents().get(name, ()):
             waiting = self._waiting.get(dependent)
             if waiting is not None and name in waiting:
@@ -407,15 +435,12 @@ class DistributedBackend:
 
     def caught_up(self) -> None:
         """Called by the driver once it has handled every waiting outcome: submit what became ready meanwhile
-        as one graph, and release the futures no task needs any more together. Why not at each
+        as one graph. Why not at each
         ``task_final``: each submission is one ``update-graph`` message and one scheduler step in the driver's
         process, which is the busy one; results arrive in batches (one per collector ``gather``), so one
         wake-up typically readies several tasks."""
         if getattr(self, "_ready", None):
             self._fill()
-        if self._done_with:
-            release_later(self.client, self._done_with)
-            self._done_with = []
 
     # -- control ---------------------------------------------------------------------------------------------
     def _resources(self, compiled) -> dict[str, dict[str, float]] | None:
@@ -439,20 +464,33 @@ class DistributedBackend:
         return needs or None
 
     def cancel(self, names) -> list:
-        """Cancel tasks that have not started (their futures, or their submission); returns their names."""
+        """Cancel tasks that cannot have started: those not submitted yet, and those the scheduler still
+        holds (queued, not on any worker); returns their names. A task already on a worker is left to it: it
+        sees the run's cancel flag (set before this is called) and reports itself, as having run or not."""
         names = list(names)
         self._stopped_submitting = True
         unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
         if hasattr(self, "_ready"):
             self._ready.clear()
         pending = [n for n in names if n in self._futures and not self._futures[n].done()]
-        self._cancelled.update(pending)
-        if pending:
+        try:
+            on_workers = {k for keys in self.client.processing().values() for k in keys}
+        except Exception:  # the cluster may be gone already; the driver reports that
+            return unsubmitted
+        keys = self._compiled.keys
+        queued = [n for n in pending if keys[n] not in on_workers]
+        self._cancelled.update(queued)
+        if queued:
             try:
-                self.client.cancel([self._futures[n] for n in pending])
-            except Exception:  # the cluster may be gone already; the driver reports that
+                self.client.cancel([self._futures[n] for n in queued])
+            except Exception:
                 pass
-        return unsubmitted + pending
+        return unsubmitted + queued
+
+    def may_have_started(self, name: str) -> bool:
+        """Whether ``name`` was handed to the cluster (its start may not have been reported when the
+        scheduler was lost)."""
+        return name in self._futures or name in getattr(self, "_in_flight", ())
 
     def _connection_lost(self, wait: float = 3.0) -> bool:
         """True when the client has lost its scheduler (it may take a moment to notice)."""

@@ -34,8 +34,14 @@ def session_owned():
     session_files.update(_entries("/dev/shm") - shm, _entries(tmp) - files)
 
 
+# Set for this test session's processes (inherited by everything it starts: molexp runs, dask workers, their
+# tasks), so that only its own task processes are looked at.
+SESSION = f"MOLEXP_TEST_SESSION={os.getpid()}-{time.time_ns()}".encode()
+os.environ["MOLEXP_TEST_SESSION"] = SESSION.split(b"=", 1)[1].decode()
+
+
 def _task_processes() -> set[int]:
-    """Processes whose environment says they are (or descend from) a molexp task."""
+    """Processes of this session whose environment says they are (or descend from) a molexp task."""
     found = set()
     me = os.getpid()
     for p in psutil.process_iter():
@@ -46,7 +52,7 @@ def _task_processes() -> set[int]:
                 env = f.read()
         except OSError:
             continue
-        if b"\0MOLEXP_TASK=" in env or env.startswith(b"MOLEXP_TASK="):
+        if (b"\0MOLEXP_TASK=" in env or env.startswith(b"MOLEXP_TASK=")) and SESSION in env:
             found.add(p.pid)
     return found
 
