@@ -91,7 +91,7 @@ def make_cluster(spec: dict):
     kill at the walltime retires workers gracefully instead of failing their tasks.
 
     It returns once a first Dask worker has joined (``start_timeout``: a duration for Dask's
-    ``parse_timedelta``, default ``"5min"``; ``"none"`` waits as long as the queue takes). When every job's
+    ``parse_timedelta``, default ``"5 minutes"``; ``"none"`` waits as long as the queue takes). When every job's
     submission fails, or no worker joins in time, the cluster is closed (its jobs cancelled) and
     ``ClusterError`` says why, in the batch system's words (``sbatch``'s error, ``squeue``'s state and reason).
     With ``adapt``, one job (or ``minimum_jobs``) is asked for first, then adaptivity takes over.

@@ -24,13 +24,13 @@ from .errors import ClusterError, ConfigError
 
 log = logging.getLogger("molexp")
 
-DEFAULT_START_TIMEOUT = "5min"   # see docs/slurm.md: long enough for a job to start on an idle test/debug
+DEFAULT_START_TIMEOUT = "5 minutes"   # see docs/slurm.md: long enough for a job to start on an idle test/debug
                                  # queue or a powered-down node to boot, short enough to report a mistake
                                  # before the user walks away
 
 
 def parse_start_timeout(value) -> float | None:
-    """Seconds to wait for the first worker, from a duration (Dask's ``parse_timedelta``: ``"90s"``, ``"5min"``,
+    """Seconds to wait for the first worker, from a duration (Dask's ``parse_timedelta``: ``"90s"``, ``"10m"``,
     ``"1h"``, a number of seconds), or None for ``"none"`` (wait as long as the queue takes)."""
     if value is None:
         value = DEFAULT_START_TIMEOUT
@@ -38,7 +38,7 @@ def parse_start_timeout(value) -> float | None:
         return None
     from dask.utils import parse_timedelta
 
-    expected = "a duration such as '90s', '5min' or '1h' (or 'none')"
+    expected = "a duration such as '90s', '10m' or '2h' (or 'none')"
     if isinstance(value, bool):
         raise ConfigError(f"cluster: start_timeout (--start-timeout) expects {expected}, got {value!r}")
     try:
@@ -175,7 +175,7 @@ def _no_worker_message(cluster, starts: JobStarts, timeout: float) -> str:
     jobs = [str(j.job_id) for j in list(getattr(cluster, "workers", {}).values()) if getattr(j, "job_id", None)]
     if jobs:
         states = _slurm_states(jobs) if _is_slurm(cluster) else {}
-        said = ", ".join(f"job {j} {states[j]}" if j in states else f"job {j}" for j in jobs[:5])
+        said = ", ".join(f"job {j} is {states[j]}" if j in states else f"job {j}" for j in jobs[:5])
         more = f" and {len(jobs) - 5} more" if len(jobs) > 5 else ""
         text += f": {said}{more}"
         if any(s.startswith("RUNNING") for s in states.values()):
