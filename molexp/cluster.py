@@ -133,7 +133,16 @@ def make_cluster(spec: dict):
     cls = getattr(dask_jobqueue, JOBQUEUE[kind])
     starts = JobStarts()
     kwargs["job_cls"] = watched_job_cls(kwargs.get("job_cls") or cls.job_cls, starts)
-    cluster = cls(**kwargs)
+    try:
+        cluster = cls(**kwargs)
+    except (TypeError, ValueError, RuntimeError, OSError) as e:
+        # dask-jobqueue wraps the scheduler's start-up errors: "Cluster failed to start: <the ValueError>"
+        cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else e
+        said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(f"cluster: {JOBQUEUE[kind]} refused its arguments (the cluster spec and its "
+                              f"'options'): {said}") from None
+        raise ClusterError(f"{JOBQUEUE[kind]} could not start: {said}") from None
     try:
         adapt = spec.get("adapt")
         if adapt:

@@ -255,6 +255,21 @@ def test_molexp_run_start_timeout_flag_is_validated(project):
            "'soon'" in p.stderr
 
 
+@pytest.mark.parametrize("flags, options, said", [
+    (["--interface", "no-such-if"], "{}", "'no-such-if' is not a valid network interface"),
+    ([], "{no_such_option: 1}", "Got unexpected keyword argument 'no_such_option'.")])
+def test_arguments_the_cluster_refuses_are_one_line_exit_2(project, flags, options, said):
+    (project / "exp.yaml").write_text(f"name: x\ncluster: {{options: {options}}}\n"
+                                      "tasks:\n  - {type: shell, name: a, commands: ['true']}\n")
+    p = subprocess.run([sys.executable, "-m", "molexp.cli", "run", "exp.yaml", "--cluster", "slurm", *flags],
+                       cwd=project, env=molexp_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr
+    [line] = [ln for ln in p.stderr.splitlines() if ln.startswith("molexp: error:")]
+    assert line.startswith("molexp: error: cluster: SLURMCluster refused its arguments (the cluster spec and its "
+                           "'options'): ") and said in line, line
+
+
 def test_ctrl_c_of_molexp_run_cluster_slurm_exits_130_and_cancels_the_job(project, job_name):
     marker = f"sleep {uuid.uuid4().int % 900000 + 100000}"
     cluster_yaml(project, job_name, f"""
