@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 
-from .cluster_start import JobStarts, import_jobqueue, parse_start_timeout, wait_for_first_worker, watched_job_cls
+from .cluster_start import (JobStarts, close_before_sigterm, import_jobqueue, parse_start_timeout,
+                            wait_for_first_worker, watched_job_cls)
 from .errors import ClusterError, ConfigError
 
 log = logging.getLogger("molexp")
@@ -133,6 +134,12 @@ def make_cluster(spec: dict):
     cls = getattr(dask_jobqueue, JOBQUEUE[kind])
     starts = JobStarts()
     kwargs["job_cls"] = watched_job_cls(kwargs.get("job_cls") or cls.job_cls, starts)
+    with close_before_sigterm():
+        return _start(cls, kwargs, spec, kind, starts, timeout)
+
+
+def _start(cls, kwargs: dict, spec: dict, kind: str, starts: JobStarts, timeout: float | None):
+    """The cluster of ``make_cluster``, once a first worker joined (else closed, and the error raised)."""
     try:
         cluster = cls(**kwargs)
     except (TypeError, ValueError, RuntimeError, OSError) as e:

@@ -15,10 +15,12 @@ state (``squeue``'s state and reason on SLURM).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 from .errors import ClusterError, ConfigError
 
@@ -71,6 +73,35 @@ def import_jobqueue():
 
 def _is_jobqueue_handler(handler) -> bool:
     return getattr(handler, "__module__", None) == "dask_jobqueue.runner"
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while a cluster was starting (see ``close_before_sigterm``)."""
+
+
+@contextmanager
+def close_before_sigterm():
+    """While a cluster starts (up to ``start_timeout``), SIGTERM (``kill``, ``timeout``, a batch system ending
+    the job) raises inside the block, so the caller closes the cluster and cancels its jobs, and then ends the
+    process with SIGTERM's default action as it would have. Only when SIGTERM has its default action and on
+    the main thread: a handler someone installed is left alone."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise SystemExit(128 + signal.SIGTERM) from None   # pragma: no cover - the kill ends the process first
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class JobStarts:

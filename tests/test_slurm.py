@@ -375,3 +375,25 @@ def test_a_job_that_never_starts_ends_the_run_with_exit_3_and_its_state(project,
     assert found, line
     assert_nothing_left(project, job_name)
     assert job_state(found.group(1)) == "CANCELLED"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_waiting_for_the_first_worker_cancels_the_job(project, job_name, sig):
+    cluster_yaml(project, job_name, """
+          - {type: shell, name: a, commands: ["echo a"]}
+        """)
+    p = molexp_run(project, "--cores", "64", "--start-timeout", "120s")   # pending: the node has 4 CPUs
+    try:
+        wait_until(lambda: jobs_named(job_name) or p.poll() is not None, 60, "the job was submitted")
+        assert p.poll() is None, finish(p, 10)
+        [job] = jobs_named(job_name)
+        p.send_signal(sig)
+        out, err = finish(p, 60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # ended by the signal, or with its conventional exit code (128 + signal number)
+    assert p.returncode in (-sig, 128 + sig), (p.returncode, err)
+    assert_nothing_left(project, job_name)
+    assert job_state(job) == "CANCELLED"
