@@ -125,9 +125,13 @@ REPO = Path(__file__).resolve().parents[1]
 SLURMCTLD_PID = Path("/run/slurm/slurmctld.pid")
 
 
-def molexp_env() -> dict:
-    """The environment of a ``molexp`` subprocess (and so of its sbatch jobs): this checkout first."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+def molexp_env(project: Path | None = None) -> dict:
+    """The environment of a ``molexp`` subprocess (and so of its sbatch jobs): this checkout first, and Dask's
+    scratch space (the scheduler's, in the molexp process) under ``project``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if project is not None:
+        env["DASK_TEMPORARY_DIRECTORY"] = str(project / "dask-tmp")
+    return env
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -184,7 +188,8 @@ def molexp_run(project: Path, *flags: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "molexp.cli", "run", "exp.yaml", "--no-progress",
                              "--no-checkpoint", "--cluster", "slurm", "--cores", "1", "--memory", "1GB",
                              "--walltime", "00:10:00", "--interface", "lo", *flags],
-                            cwd=project, env=molexp_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=project, env=molexp_env(project), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def finish(p: subprocess.Popen, timeout: float) -> tuple[str, str]:
@@ -262,7 +267,7 @@ def test_arguments_the_cluster_refuses_are_one_line_exit_2(project, flags, optio
     (project / "exp.yaml").write_text(f"name: x\ncluster: {{options: {options}}}\n"
                                       "tasks:\n  - {type: shell, name: a, commands: ['true']}\n")
     p = subprocess.run([sys.executable, "-m", "molexp.cli", "run", "exp.yaml", "--cluster", "slurm", *flags],
-                       cwd=project, env=molexp_env(), capture_output=True, text=True, timeout=120)
+                       cwd=project, env=molexp_env(project), capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert "Traceback" not in p.stderr
     [line] = [ln for ln in p.stderr.splitlines() if ln.startswith("molexp: error:")]
@@ -367,7 +372,7 @@ def test_a_job_that_never_starts_ends_the_run_with_exit_3_and_its_state(project,
           - {type: shell, name: a, commands: ["echo a"]}
         """)
     p = molexp_run(project, "--cores", "64", "--start-timeout", "8s")   # the node has 4 CPUs
-    out, err = finish(p, 8 + 40)
+    _, err = finish(p, 8 + 40)
     assert p.returncode == 3, err
     line = error_line(err)
     found = re.search(r"no Dask worker joined within 8s \(start_timeout, --start-timeout\): job (\d+) is "
@@ -388,7 +393,7 @@ def test_a_signal_while_waiting_for_the_first_worker_cancels_the_job(project, jo
         assert p.poll() is None, finish(p, 10)
         [job] = jobs_named(job_name)
         p.send_signal(sig)
-        out, err = finish(p, 60)
+        _, err = finish(p, 60)
     finally:
         if p.poll() is None:
             p.kill()
