@@ -195,7 +195,7 @@ def select(graph, ctx: RunContext, targets, force):
     if wanted:
         graph = graph.needed_by([task_of("target", n) for n in wanted])
         resolved = _files.Resolved(graph, {n: f for n, f in resolved.files.items() if n in graph},
-                                   {p: n for p, n in resolved.producers.items() if n in graph})
+                                   {p: n for p, n in resolved.producers.items() if n in graph}, resolved.stats)
     forced_names = frozenset(task_of("forced task", n) for n in forced)
     outside = sorted(forced_names - set(graph.tasks))
     if outside:
