@@ -231,6 +231,16 @@ def test_importing_dask_jobqueue_through_molexp_keeps_python_sigint_handling():
                         "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
                        capture_output=True, text=True, timeout=120)
     assert p.stdout.strip() == "False", p.stderr
+    # imported first by someone else (a workflow file): molexp puts Python's handler back when it needs it
+    code = dedent("""
+        import signal
+        import dask_jobqueue
+        from molexp.cluster_start import import_jobqueue
+        import_jobqueue()
+        print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        """)
+    p = subprocess.run([sys.executable, "-c", code], env=molexp_env(), capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "True", p.stderr
 
 
 @pytest.mark.parametrize("given", ["soon", "-5s", "0", True])
