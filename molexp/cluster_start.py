@@ -9,7 +9,8 @@ exit 0). ``watched_job_cls(cls)`` is the cluster's job class with one change: a 
 it), and its exception is reported once, in one line, instead of Dask's two tracebacks.
 ``wait_for_first_worker(cluster, starts, timeout)`` blocks until a worker has joined the scheduler, and
 raises ``ClusterError`` at once when every job's submission failed, or at the timeout naming the jobs'
-state (``squeue``'s state and reason on SLURM).
+state (``squeue``'s state and reason on SLURM). ``close_before_sigterm()`` lets the caller cancel the jobs
+when SIGTERM arrives during that wait.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from .errors import ClusterError, ConfigError
 
 log = logging.getLogger("molexp")
 
-DEFAULT_START_TIMEOUT = "5 minutes"   # see docs/slurm.md: long enough for a job to start on an idle test/debug
-                                 # queue or a powered-down node to boot, short enough to report a mistake
-                                 # before the user walks away
+# How long make_cluster waits for the first worker by default (docs/slurm.md says why): long enough for a job
+# to start on an idle or debug partition, or for a powered-down node to boot; short enough to report a
+# mistake before the user walks away.
+DEFAULT_START_TIMEOUT = "5 minutes"
 
 
 def parse_start_timeout(value) -> float | None:
