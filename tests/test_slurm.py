@@ -108,7 +108,7 @@ def test_adaptive_scales_jobs_from_zero_and_back(project, slurm_cluster):
     watcher.start()
     ex = AdaptiveExecutor(cluster=slurm_cluster, progress=False, min_workers=0, max_workers=2, interval=0.5)
     results = ex.execute(g)
-    assert results.ok
+    assert results.ok, results.table()
     try:
         assert wait_for_empty_queue(60)  # idle: adapt retires every job
     finally:
