@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import logging
 import threading
 import time
 
@@ -13,6 +14,8 @@ from dask.task_spec import Task, TaskRef
 from .errors import ClusterError
 from .result import FailureKind, TaskResult, TaskStatus
 from .runtime import run_packed
+
+log = logging.getLogger("molexp")
 
 
 # While more tasks are in flight than the cluster has threads, the collector waits this long after a future
@@ -192,6 +195,7 @@ class DistributedBackend:
         self._stopped_submitting = False
         self._cancelled: set[str] = set()  # futures molexp itself cancelled
         self._cancel: DistributedCancel | None = None
+        self._resources_pending = self._warned_resources = False
         self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
@@ -401,6 +405,8 @@ class DistributedBackend:
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
         keys = list(graph)
+        if self._resources_pending:   # no worker had joined: ask again
+            self._resources_by_key = self._resources(self._compiled)
         priorities, resources = self._compiled.priorities, self._resources_by_key
         notes = {}
         if priorities:
@@ -444,11 +450,23 @@ class DistributedBackend:
 
     # -- control ---------------------------------------------------------------------------------------------
     def _resources(self, compiled) -> dict[str, dict[str, float]] | None:
-        """Dask resource needs per key (memory in bytes, cores), for the resources the workers declare."""
+        """Dask resource needs per key (memory in bytes, cores), for the resources the workers declare. With
+        no worker yet (a batch-system or adaptive cluster starting), asked again at each submission until one
+        has joined; tasks submitted before that go without, which is said once (a resource no worker declares
+        would leave them waiting forever)."""
         try:
             workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         except Exception:
             return None
+        if not workers:
+            self._resources_pending = True
+            if not self._warned_resources and any(s.memory_limit or s.cores > 1 for s in compiled.specs.values()):
+                self._warned_resources = True
+                log.warning("molexp: no Dask worker has joined yet: tasks submitted before one does go without "
+                            "their memory/cores as Dask resources (their memory limit is still enforced by "
+                            "molexp on the worker)")
+            return None
+        self._resources_pending = False
         declared = set().union(*(w.get("resources") or {} for w in workers)) & {"memory", "cores"}
         if not declared:
             return None

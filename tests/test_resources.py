@@ -254,3 +254,25 @@ def test_seed_resource_snippet_runs_as_written_and_usage_table(project):
     table = results.table(resources=True)
     assert table.splitlines()[0].split()[:6] == ["task", "status", "tries", "time", "peak", "mem"]
     assert "MiB" in table.splitlines()[1]
+
+
+def test_declared_resources_on_a_cluster_with_no_worker_yet_are_not_dropped_silently(project, caplog):
+    """A cluster that has no worker when the run starts (a batch system's, an adaptive one): the tasks that
+    go before a worker joins cannot carry Dask resources (no worker declares any yet); molexp says so once,
+    and the run completes once a worker comes."""
+    import logging
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    e = Experiment("no-worker-yet", workdir=project)
+    for i in range(3):
+        e.add_task(LocalTask(f"big{i}", commands=["true"], resources={"memory": "600MB"}))
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      resources={"memory": 1e9}, silence_logs=40) as cluster, Client(cluster) as client:
+        threading.Timer(1.0, cluster.scale, args=(1,)).start()
+        with caplog.at_level(logging.WARNING, logger="molexp"):
+            results = ExperimentExecutor(e, progress=False, client=client).run()
+    assert results.ok
+    said = [r.getMessage() for r in caplog.records if "no Dask worker has joined yet" in r.getMessage()]
+    assert len(said) == 1 and "memory/cores" in said[0]
