@@ -67,6 +67,7 @@ class Driver:
         self._held: dict[str, list[tuple]] = {}
         self._ready: deque[TaskResult] = deque()
         self.interrupted = False
+        self._escalated = False   # the caller SIGKILLed the task processes after a second interrupt
         self.fatal: Exception | None = None   # the checkpoint could not be written: the run stopped for it
         # whether every task that starts says so (else, for a task with no outcome, molexp cannot tell
         # whether it had started)
@@ -110,6 +111,21 @@ class Driver:
                     drain_deadline = time.monotonic() + self.kill_grace + 5.0
                     continue
                 kind = event[0]
+                if kind == "interrupt":
+                    # A signal the caller turned into an event (the `molexp` command: ("interrupt", None,
+                    # "SIGTERM", escalated)), so no KeyboardInterrupt lands in the middle of the loop. The first
+                    # stops the run as Ctrl-C does; once the caller has SIGKILLed the task processes
+                    # (escalated), their outcomes are awaited a short while only.
+                    if not self.interrupted:
+                        self.interrupted = True
+                        self.stop(f"interrupted ({event[2]})")
+                        drain_deadline = time.monotonic() + self.kill_grace + 5.0
+                    if event[3] and not self._escalated:
+                        self._escalated = True
+                        drain_deadline = min(drain_deadline or float("inf"), time.monotonic() + 3.0)
+                    continue
+                if self._escalated and kind in ("done", "crash"):
+                    _killed_by_us(event[2])
                 if kind == "engine-done":
                     engine_done = True
                 elif kind == "engine-error":
@@ -273,3 +289,16 @@ class Driver:
                     result = TaskResult(name, TaskStatus.SKIPPED, reason=self._upstream_reason(name) or (
                         f"not started: {why}" if self.knows_starts else unknown))
                 self._final(result)
+
+
+def _killed_by_us(result) -> None:
+    """A command killed by a signal after the caller SIGKILLed the run's task processes (a second
+    interrupt) was interrupted while running, as a task terminated by the runtime is: say so."""
+    if isinstance(result, TaskResult) and result.status is TaskStatus.FAILED and \
+            result.failure == FailureKind.SIGNAL.value:
+        result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
+        result.failure = FailureKind.CANCELLED.value
+        result.error = f"killed by molexp after a second interrupt: {result.command}"
+        if result.attempt_log:
+            last = result.attempt_log[-1]
+            last.failure, last.error = result.failure, result.error
