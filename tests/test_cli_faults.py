@@ -231,6 +231,19 @@ def test_a_full_checkpoint_disk_prints_the_table_one_line_and_exits_5(tmp_path):
     assert " 1 skipped in " in lines[-1]   # the summary line closes the table
 
 
+def test_a_corrupt_journal_is_one_line_and_exit_5(tmp_path):
+    (tmp_path / "exp.yaml").write_text("name: c\ntasks:\n  - {name: t, commands: ['touch ran']}\n")
+    assert molexp_run("exp.yaml", "--no-progress", cwd=tmp_path).returncode == 0
+    (tmp_path / "ran").unlink()
+    journal = tmp_path / ".molexp/c/checkpoint/journal.jsonl"
+    with open(journal, "a") as f:
+        f.write('{"garbage": 1\n')
+    p = molexp_run("exp.yaml", "--no-progress", "--resume", cwd=tmp_path)
+    assert p.returncode == 5 and p.stdout == "" and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"molexp: checkpoint error: journal {journal}: line 3 is not valid JSON")
+    assert not (tmp_path / "ran").exists()
+
+
 # -- point 5: an internal error -----------------------------------------------------------------------------
 
 INTERNAL = dedent("""
