@@ -320,8 +320,9 @@ class Signals:
     Before the run starts, the first one raises ``KeyboardInterrupt`` (nothing has started; later ones are
     ignored, so cleaning up cannot be cut short). While the run goes on, each becomes an ``("interrupt", ...)``
     event of the run's queue: the driver stops the run (running tasks get SIGTERM, then SIGKILL after the kill
-    grace) and the table is printed; from the second one on, the task processes are SIGKILLed at once. After
-    the run, they are only recorded. The first signal decides the exit code (128 + its number).
+    grace) and the table is printed; after a second one, the task processes are SIGKILLed within
+    ``ESCALATED_GRACE`` seconds. After the run, they are only recorded. The first signal decides the exit
+    code (128 + its number).
     """
 
     def __init__(self):
@@ -353,7 +354,7 @@ class Signals:
         """From now on signals are events of the run reading ``queue``; one that came before is one now."""
         self._queue = queue
         if self.first is not None:
-            queue.put(("interrupt", None, self.name, self.count > 1))
+            queue.put(("interrupt", None, self.name, _escalate if self.count > 1 else None))
 
     def detach(self) -> None:
         self._queue = None
@@ -365,12 +366,26 @@ class Signals:
             self.first = signum
         queue = self._queue
         if queue is not None:
-            escalate = self.count > 1
-            queue.put(("interrupt", None, self.name, escalate))   # SimpleQueue.put is reentrant
-            if escalate:
-                kill_task_processes()
+            # SimpleQueue.put is reentrant: safe in a handler. The driver calls `escalate` once it has set
+            # the run's stop flag, so no task starts after the kill.
+            queue.put(("interrupt", None, self.name, _escalate if self.count > 1 else None))
         elif not self._after and self.count == 1:
             raise KeyboardInterrupt
+
+
+# After a second signal: how long running commands keep their SIGTERM grace before they are SIGKILLed. The
+# runtime notices the stop flag within 0.1 s and sends SIGTERM; a command it is terminating that dies of
+# SIGKILL is reported as terminated by molexp (interrupted while running), as after the full grace.
+ESCALATED_GRACE = 0.5
+
+
+def _escalate() -> None:
+    """Called by the driver (the stop flag is set): SIGKILL the task processes shortly, from a thread."""
+    import threading
+
+    timer = threading.Timer(ESCALATED_GRACE, kill_task_processes)
+    timer.daemon = True
+    timer.start()
 
 
 def _ignore_stop_signals() -> None:
