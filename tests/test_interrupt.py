@@ -180,3 +180,53 @@ def test_a_signal_while_the_workflow_file_loads_exits_with_one_line(tmp_path):
             proc.communicate()
     assert proc.returncode == 143 and out == ""
     assert err == "molexp: interrupted by SIGTERM before any task started\n"
+
+
+def test_closing_the_terminal_stops_the_run_like_sighup(tmp_path):
+    """The real thing behind SIGHUP: `molexp run` on a terminal (a pty it controls) that goes away."""
+    import pty
+    import select
+
+    from molexp.journal import read_state
+
+    token = f"31{os.getpid() % 1000:03d}"
+    (tmp_path / "exp.yaml").write_text(dedent(f"""
+        name: hup
+        tasks:
+          - {{name: s1, commands: ["trap '' TERM; touch started-s1; sleep {token}.1 | cat"]}}
+          - {{name: s2, commands: ["touch started-s2; sleep {token}.2"]}}
+        """))
+    pid, fd = pty.fork()
+    if pid == 0:   # the child: a new session whose controlling terminal is the pty
+        try:
+            os.chdir(tmp_path)
+            os.execv(sys.executable, [sys.executable, "-m", "molexp.cli", "run", "exp.yaml", "--workers", "2"])
+        finally:
+            os._exit(127)
+    status = None
+    try:
+        deadline = time.monotonic() + 60
+        while not ((tmp_path / "started-s1").exists() and (tmp_path / "started-s2").exists()):
+            assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0)
+            if select.select([fd], [], [], 0.02)[0]:
+                os.read(fd, 65536)   # keep the terminal drained
+        descendants = psutil.Process(pid).children(recursive=True)
+        os.close(fd)   # the terminal window is closed: the kernel sends SIGHUP
+        fd = -1
+        deadline = time.monotonic() + 60
+        while status is None and time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            status = st if done else None
+            time.sleep(0.05)
+    finally:
+        if fd != -1:
+            os.close(fd)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert status is not None and os.waitstatus_to_exitcode(status) == 129
+    state = read_state(tmp_path / ".molexp/hup/checkpoint")
+    assert not (state["holder"] or {}).get("alive")
+    assert {n: (r["status"], r["result"]["reason"]) for n, r in state["records"].items()} == {
+        "s1": ("skipped", "interrupted while running"), "s2": ("skipped", "interrupted while running")}
+    assert descendants and not alive(descendants) and no_process_matching(f"sleep {token}")
