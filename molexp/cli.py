@@ -275,7 +275,7 @@ def _run(args, signals: Signals) -> int:
     target = make_cluster(spec) if spec else None
     address, cluster = (target, None) if isinstance(target, str) else (None, target)
     signals.install()   # again: importing dask-jobqueue may have replaced the SIGINT handler
-    clean = False
+    clean, interrupted = False, None
     try:
         with ExperimentExecutor(work, address=address, cluster=cluster, **options) as executor:
             # executor.run(), with the run's event queue handed to the signal handlers in between, so that a
@@ -295,14 +295,16 @@ def _run(args, signals: Signals) -> int:
                 signals.detach()
         clean = True
     except RunInterrupted as e:
-        _print(e.results.table())
-        _say(f"molexp: interrupted by {signals.name or 'SIGINT'}; running tasks were terminated")
-        return signals.exit_code or EXIT_INTERRUPTED
+        interrupted = e
     finally:
         if cluster is not None:
             cluster.close()
         if not clean:   # stopped by a signal or an error: no process of a task may outlive the command
             kill_task_processes()
+    if interrupted is not None:
+        _print(interrupted.results.table())
+        _say(f"molexp: interrupted by {signals.name or 'SIGINT'}; running tasks were terminated")
+        return signals.exit_code or EXIT_INTERRUPTED
     _print(results.table())
     for name in results.failed:
         r = results[name]
