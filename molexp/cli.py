@@ -56,8 +56,11 @@ def _run_workflow(p: Path) -> dict:
     try:
         return runpy.run_path(str(p), run_name="__molexp_workflow__")
     except SyntaxError as e:   # in the file itself, or in a module it imports
-        where = f"{e.filename}, line {e.lineno}" if e.filename else str(p)
-        raise ValidationError(f"cannot load {p}: {where}: {type(e).__name__}: {e.msg}") from None
+        if e.filename and os.path.abspath(e.filename) == str(p.resolve()):
+            where = f"{p}, line {e.lineno}"
+        else:
+            where = f"{p}: {e.filename}, line {e.lineno}" if e.filename else str(p)
+        raise ValidationError(f"cannot load {where}: {type(e).__name__}: {e.msg}") from None
     except SystemExit as e:
         raise ValidationError(f"cannot load {p}{_where(e, p)}: it called sys.exit({e.code!r})") from None
     except KeyboardInterrupt:
@@ -109,9 +112,12 @@ def _check_params(work, given: dict[str, Any], allow_unused: bool) -> None:
     known = sorted(_known_params(work))
     shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "") if known else "none"
     name = getattr(work, "name", "workflow")
+    from .graph import _did_you_mean
+
     for key in sorted(left):
-        msg = (f"--param {key}: no task of {name!r} uses a parameter {key!r} (shell tasks use $name in a command "
-               f"or path, Python tasks take it as an argument; known parameters: {shown})")
+        msg = (f"--param {key}: no task of {name!r} uses a parameter {key!r}{_did_you_mean(key, known)} (shell "
+               f"tasks use $name in a command or path, Python tasks take it as an argument; known parameters: "
+               f"{shown})")
         if not allow_unused:
             raise ValidationError(msg + "; pass --allow-unused-params to run anyway")
         print(f"molexp: warning: {msg}", file=sys.stderr)

@@ -55,6 +55,12 @@ def refused(p: subprocess.CompletedProcess, *fragments: str) -> str:
 
 # -- point 7: NUL characters ---------------------------------------------------------------------------------
 
+def test_a_nul_in_the_experiment_name_is_refused(tmp_path):
+    (tmp_path / "exp.yaml").write_text('name: "x\\0y"\ntasks:\n  - {name: t, commands: [touch ran]}\n')
+    refused(molexp_run("exp.yaml", cwd=tmp_path), "experiment name must not contain a NUL character")
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.parametrize("task, named", [
     ('{name: "a\\0b", commands: ["touch ran"]}', "task name must not contain a NUL character"),
     ('{name: a, commands: ["touch ran", "echo \\"x\\0y\\""]}', "task 'a': commands[1] must not contain a NUL"),
@@ -129,7 +135,7 @@ def test_a_malformed_param_is_refused_in_one_line(param_exp):
 
 def test_a_param_no_task_uses_is_refused_or_with_the_option_a_warning(param_exp):
     refused(molexp_run("exp.yaml", "-p", "presure=2", cwd=param_exp),
-            "--param presure: no task of 'params' uses a parameter 'presure'",
+            "--param presure: no task of 'params' uses a parameter 'presure' (did you mean 'pressure'?)",
             "known parameters: pressure, temperature", "--allow-unused-params")
     assert not (param_exp / "out.txt").exists()
     p = molexp_run("exp.yaml", "-p", "presure=2", "-p", "temperature=310", "--allow-unused-params",
