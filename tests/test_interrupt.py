@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import psutil
 import pytest
@@ -117,22 +118,28 @@ def write_three_sleepers(tmp_path, token: str):
     return [tmp_path / f"started-{n}" for n in ("s1", "s2", "s3")]
 
 
-@pytest.mark.parametrize("signals", [
-    [signal.SIGINT], [signal.SIGTERM], [signal.SIGHUP],
-    [signal.SIGINT, signal.SIGINT], [signal.SIGINT, signal.SIGINT, signal.SIGINT], [signal.SIGTERM, signal.SIGINT],
-], ids=["int", "term", "hup", "int-int-1", "int-int-int", "term-int"])
-def test_every_stop_signal_prints_the_table_closes_the_journal_and_leaves_no_process(tmp_path, signals):
+INT, TERM, HUP = signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+
+
+@pytest.mark.parametrize("signals, gap", [
+    ([INT], 0), ([TERM], 0), ([HUP], 0),
+    # a second Ctrl-C 0.1 s after the first (tried three times), at once, and a third
+    ([INT, INT], 0.1), ([INT, INT], 0.1), ([INT, INT], 0.1), ([INT, INT], 0.0), ([INT, INT, INT], 0.1),
+    ([TERM, INT], 0.1),
+], ids=["int", "term", "hup", "int-int-1", "int-int-2", "int-int-3", "int-int-at-once", "int-int-int", "term-int"])
+def test_every_stop_signal_prints_the_table_closes_the_journal_and_leaves_no_process(tmp_path, request, signals,
+                                                                                      gap):
     from molexp.journal import read_state
 
-    token = f"30{os.getpid() % 1000:03d}.{len(signals)}{signals[0]:02d}"
+    token = f"30{os.getpid() % 1000:03d}.{zlib.crc32(request.node.callspec.id.encode()) % 10000:04d}"   # sleep's
     gates = write_three_sleepers(tmp_path, token)
     proc = start_run(tmp_path, "exp.yaml", "--workers", "2", "--no-progress")
     try:
         started = wait_for_files(gates, 2, proc)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         for i, sig in enumerate(signals):
-            if i:
-                time.sleep(0.1)   # the scenario: a second Ctrl-C 0.1 s after the first
+            if i and gap:
+                time.sleep(gap)   # the scenario: a second Ctrl-C 0.1 s after the first
             proc.send_signal(sig)
         out, err = finish(proc)
     finally:
