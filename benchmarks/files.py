@@ -268,7 +268,7 @@ def part_big(size_mb: int, workers: int, root: str) -> dict:
         s["phase"] = label
         s["task"] = {"status": status_text(s), "reason": s["reasons"][0] if s["reasons"] else None}
         s["cache_entry"] = entry is not None
-        s["cache_entry_current"] = entry is not None and entry[0] == signature(os.stat(big))
+        s["cache_entry_current"] = entry is not None and entry[:4] == signature(os.stat(big))
         phases.append(s)
         print(f"  {label:<22} {s['seconds']:7.3f} s  rchar {fmt_mb(s['rchar'])}  read_bytes "
               f"{fmt_mb(s['read_bytes'])}  task {s['task']['status']}  cache entry "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import heapq
 import threading
 import time
@@ -9,23 +10,26 @@ import time
 import cloudpickle
 from dask.task_spec import Task, TaskRef
 
-from . import backend_local
 from .errors import ClusterError
 from .result import FailureKind, TaskResult, TaskStatus
-from .runtime import run_packed, run_task
+from .runtime import run_packed
 
 
-# In graph mode (Dask's scheduler starts dependents itself) the collector waits this long after a future
+# While more tasks are in flight than the cluster has threads, the collector waits this long after a future
 # finishes before fetching results, so one ``gather`` fetches what finished meanwhile: short tasks otherwise
 # cost one request to the worker per 1-2 results (measured: 640 gathers for 1,000 `true` tasks), which
-# competes with the tasks for the worker's CPU. Results reach the driver at most this much later; the last
-# one is fetched at once.
+# competes with the tasks for the worker's CPU. The workers are busy with the other tasks in flight meanwhile,
+# so what the results make ready starts no later than a thread is free; with fewer in flight, at once.
 _GATHER_WAIT = 0.05
 
-# At most this many tasks go to the scheduler in one graph in incremental mode. Without a window (StreamExecutor,
-# graphs over backend_local.SEGMENT) one finished task can ready 100,000 others: as one graph that would be a
-# message of ~100 MB (Dask warns over 10 MB) and a dask.order over all of it, which incremental mode avoids.
+# At most this many tasks go to the scheduler in one graph. Without a window one finished task can ready
+# 100,000 others: as one graph that would be a message of ~100 MB (Dask warns over 10 MB) and a dask.order
+# over all of it.
 _SUBMIT_CHUNK = 1000
+
+# How long the collector waits for the scheduler to forget the keys of results that are in (see ``_forget``);
+# it takes one message on the client's batched stream, typically a few milliseconds.
+_FORGET_WAIT = 2.0
 
 # A run context (pickled) up to this size travels inside each task; a larger one (big params or context) is
 # one data node every task depends on. Why inline: a dependency shared by every task cost the scheduler and
@@ -159,20 +163,25 @@ _WATCH_IDLE = 30.0   # a watcher nobody read for this long stops (the run is ove
 class DistributedBackend:
     """A ``distributed.Client`` as a molexp backend.
 
-    By default the whole graph goes in at once (``client.get(..., sync=False)``) and Dask's scheduler starts
-    each task when its inputs are ready; graphs over ``backend_local.SEGMENT`` tasks are submitted
-    incrementally instead. ``incremental=True`` submits a task only once its dependencies have finished
-    (those one driver wake-up made ready go together, as one graph: see ``caught_up``), keeping at most
-    ``window`` in flight (BatchExecutor) and asking ``throttle()`` for a lower bound at each step
-    (AdaptiveExecutor). Outcomes come back through ``as_completed`` in a
-    collector thread; running/retrying events through ``subscribe_topic``.
+    A task is submitted once its dependencies have finished (those one driver wake-up made ready go together,
+    as one graph: see ``caught_up``), keeping at most ``window`` in flight (BatchExecutor) and asking
+    ``throttle()`` for a lower bound at each step (AdaptiveExecutor). Outcomes come back through
+    ``as_completed`` in a collector thread; running/retrying events through ``subscribe_topic``.
+
+    Upstream results reach a task as data (the results the driver received), never as Dask dependencies, and
+    each future is released as soon as its result is in: no key of the run depends on another, so when a
+    worker dies Dask has nothing finished to compute again. Only the tasks that were running on it run again
+    (Dask reschedules them), and a task recorded as completed is never executed twice in one run. Python
+    values travel as cloudpickle bytes made on the worker (``run_remote``): a value that cannot be pickled
+    fails its task there instead of the run.
     """
 
     name = "distributed"
 
-    def __init__(self, client, *, incremental: bool = False, window: int | None = None, throttle=None):
+    incremental = True   # (tasks are always submitted as their inputs finish; kept for callers that ask)
+
+    def __init__(self, client, *, incremental: bool = True, window: int | None = None, throttle=None):
         self.client = client
-        self.incremental = incremental or window is not None or throttle is not None
         self.window = window
         self.throttle = throttle
         self.tick = 0.1 if throttle is not None else 0.5
@@ -184,7 +193,6 @@ class DistributedBackend:
         self._cancelled: set[str] = set()  # futures molexp itself cancelled
         self._cancel: DistributedCancel | None = None
         self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
-        self._done_with: list = []  # futures no longer needed, released together (see release_later)
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
 
@@ -211,22 +219,13 @@ class DistributedBackend:
         self._resources_by_key = self._resources(compiled)
         self._ctx_blob = cloudpickle.dumps(compiled.dsk[compiled.ctx_key])
         self._ctx_inline = len(self._ctx_blob) <= _INLINE_CONTEXT
-        if len(names) > backend_local.SEGMENT:
-            # The scheduler would order the whole graph with dask.order, whose memory grows with tasks x root
-            # tasks (16 GB for a 100k-task layered graph, see backend_local.SEGMENT): submit as inputs finish.
-            self.incremental = True
-        if self.incremental:
-            self._start_incremental(compiled, queue, driver)
-            return
         try:
-            graph = compiled.annotated(self._resources_by_key, packed=self._pack)
-            futures = self.client.get(graph, [compiled.keys[n] for n in names], sync=False)
-        except Exception as e:
-            raise ClusterError(f"could not submit the graph to {self.client.scheduler.address}: {e}") from e
-        self._futures = dict(zip(names, futures))
-        self._collect(as_completed_of(self.client, futures), queue, until_empty=True)
+            self._threads = max(1, sum(self.client.nthreads().values()))
+        except Exception:
+            self._threads = 4
+        self._start_incremental(compiled, queue, driver)
 
-    def _collect(self, ac, queue, *, until_empty: bool) -> None:
+    def _collect(self, ac, queue) -> None:
         """A thread that turns finished futures into driver events. Futures are taken in batches and their
         results fetched with one ``gather`` per batch (not one request per future)."""
         key_to_name = self._key_to_name
@@ -235,8 +234,6 @@ class DistributedBackend:
             try:
                 while not self._stop.is_set():
                     if ac.is_empty():
-                        if until_empty:
-                            break
                         self._more.wait(0.05)
                         self._more.clear()
                         continue
@@ -244,7 +241,7 @@ class DistributedBackend:
                         batch = ac.next_batch(block=True)
                     except StopIteration:
                         continue
-                    if until_empty and ac.count():
+                    if ac.count() > self._threads:
                         # More will finish: let them, and fetch them with this batch (see _GATHER_WAIT).
                         self._stop.wait(_GATHER_WAIT)
                         batch += ac.next_batch(block=False)
@@ -255,9 +252,6 @@ class DistributedBackend:
                     queue.put(("cluster-lost", None, self._lost_message()))
                 else:
                     queue.put(("engine-error", None, e))
-            else:
-                if until_empty:
-                    queue.put(("engine-done", None, None))
 
         self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
         self._collector.start()
@@ -266,14 +260,20 @@ class DistributedBackend:
         """Queue the outcome of each future of ``batch``; True when the scheduler is gone. A future whose
         result was lost with its worker after it finished is being computed again: ``ac`` watches it anew."""
         finished = [f for f in batch if f.status == "finished"]
+        others = [f for f in batch if f.status != "finished"]   # (a released future says "cancelled")
         values = self.client.gather(finished, errors="skip") if finished else []
         if len(values) != len(finished):  # a result vanished between completion and gather (lost worker)
             values = [self.client.gather(f, errors="raise") if f.status == "finished" else None for f in finished]
+            others += [f for f, v in zip(finished, values) if v is None]   # being computed again: watched
+            finished, values = [f for f, v in zip(finished, values) if v is not None], [v for v in values if v]
+        if finished:
+            self._forget(finished)
         for future, value in zip(finished, values):
-            queue.put(("done", key_to_name[future.key], value))
-        for future in batch:
-            if future.status == "finished":
-                continue
+            name = key_to_name[future.key]
+            if self._needed_by.get(name):
+                self._sent[name] = value   # dependents get it as it came (the value still pickled)
+            queue.put(("done", name, unpacked(value)))
+        for future in others:
             if future.status in ("lost", "pending"):
                 ac.add(future)
                 continue
@@ -289,7 +289,32 @@ class DistributedBackend:
             queue.put(("crash", name, _crash_result(name, future.status, error, key_to_name)))
         return False
 
-    # -- incremental submission ----------------------------------------------------------------------------
+    def _forget(self, futures) -> None:
+        """Release the futures of results that are in, and wait (briefly) until the scheduler has forgotten
+        their keys, before the driver hears of them (and journals them): a worker that dies afterwards takes
+        nothing with it that Dask would compute again. The release travels on the client's batched stream;
+        ``who_has`` asks on another connection, hence the wait."""
+        key_to_name = self._key_to_name
+        for f in futures:
+            self._futures.pop(key_to_name[f.key], None)
+        keys = [f.key for f in futures]
+
+        async def release():
+            for f in futures:
+                f.release()
+
+        self.client.sync(release)
+        deadline = time.monotonic() + _FORGET_WAIT
+        while True:
+            try:
+                held = self.client.who_has(keys)
+            except Exception:   # the scheduler is going: nothing will be computed again
+                return
+            if not any(held.get(k) for k in keys) or time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
+
+    # -- submission ------------------------------------------------------------------------------------------
     def _start_incremental(self, compiled, queue, driver) -> None:
         self._driver = driver
         self._ac = as_completed_of(self.client)
@@ -301,8 +326,9 @@ class DistributedBackend:
             self._ctx_future = self.client.submit(_identity, self._ctx_blob, key=compiled.ctx_key, pure=False)
             self._ctx_arg = TaskRef(compiled.ctx_key)
         specs = compiled.specs
-        # What each task still waits for, and how many dependents still need each task's future.
+        # What each task still waits for, and how many dependents still need each task's result.
         self._waiting = {n: {d for d in s.deps if d in specs} for n, s in specs.items()}
+        self._sent: dict[str, TaskResult] = {}   # results as workers sent them, kept for dependents
         self._needed_by = {n: 0 for n in specs}
         for s in specs.values():
             for d in s.deps:
@@ -316,19 +342,8 @@ class DistributedBackend:
             if not waiting:
                 heapq.heappush(self._ready, (self._rank[n], n))
         self._in_flight: set[str] = set()
-        self._collect(self._ac, queue, until_empty=False)
+        self._collect(self._ac, queue)
         self._fill()
-
-    def _pack(self, key, task):
-        """A graph node with the task and context as bytes (see ``runtime.run_packed``); None for the context's
-        own node when each task carries the context (see ``_INLINE_CONTEXT``)."""
-        if key == self._compiled.ctx_key:
-            return None if self._ctx_inline else self._ctx_blob
-        if isinstance(task, tuple) and task and task[0] is run_task:
-            _, spec, ctx_key, *deps = task
-            ctx = self._ctx_blob if self._ctx_inline else ctx_key
-            return (run_packed, spec.name, cloudpickle.dumps(spec), ctx, *deps)
-        return task
 
     def allowed_in_flight(self) -> int | None:
         """The current bound on tasks in flight: the window, lowered by the throttle."""
@@ -352,15 +367,16 @@ class DistributedBackend:
             spec = specs[name]
             final = self._driver.state
             bad = next((d for d in spec.deps if final[d].final is not None and not final[d].final.status.ok), None)
+            # Upstream results as data: as their workers sent them; tasks reused from a checkpoint as recorded.
+            args = [self._sent[d] if d in self._sent else dsk[keys[d]] if d not in specs else final[d].final
+                    for d in spec.deps] if bad is None else ()
+            self._submitted(spec.deps)
             if bad is not None:  # as the worker would say it, without a round trip
                 why = "failed" if final[bad].final.status is TaskStatus.FAILED else "was skipped"
                 self._queue.put(("done", name, TaskResult(name, TaskStatus.SKIPPED, reason=f"upstream {bad!r} {why}")))
                 continue
-            # Upstream results by reference to their futures (held in self._futures, so still on the
-            # cluster); tasks reused from a checkpoint are data.
-            args = [TaskRef(keys[d]) if d in self._futures else dsk[keys[d]] for d in spec.deps]
             key = keys[name]
-            graph[key] = Task(key, run_packed, name, cloudpickle.dumps(spec), self._ctx_arg, *args)
+            graph[key] = Task(key, run_remote, name, cloudpickle.dumps(spec), self._ctx_arg, *args)
             self._in_flight.add(name)
             self.submissions.append((time.time(), len(self._in_flight), bound))
             if len(graph) >= _SUBMIT_CHUNK:
@@ -369,6 +385,15 @@ class DistributedBackend:
         if graph:
             self._submit(graph)
         self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
+
+    def _submitted(self, deps) -> None:
+        """A dependent of ``deps`` was submitted (or skipped): forget results no other dependent needs."""
+        for d in deps:
+            left = self._needed_by.get(d)
+            if left:
+                self._needed_by[d] = left - 1
+                if left == 1:
+                    self._sent.pop(d, None)
 
     def _submit(self, graph: dict) -> None:
         """Submit ``graph`` (key -> Task) as one graph, each task's priority and Dask resources as annotations,
@@ -395,21 +420,12 @@ class DistributedBackend:
         self._more.set()  # the collector may be waiting for futures to watch
 
     def task_final(self, result) -> None:
-        """Called by the driver for each final result: note what is no longer needed and queue what became
-        ready; ``caught_up`` releases the one and submits the other."""
-        if not self.incremental or not hasattr(self, "_in_flight"):
+        """Called by the driver for each final result: release its future (its result is in; nothing on the
+        cluster depends on it) and queue what became ready; ``caught_up`` submits it."""
+        if not hasattr(self, "_in_flight"):
             return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
         name = result.name
         self._in_flight.discard(name)
-        specs = self._compiled.specs
-        done_with = self._done_with
-        for d in specs[name].deps if name in specs else ():
-            if d in self._needed_by:
-                self._needed_by[d] -= 1
-                if self._needed_by[d] == 0:
-                    done_with.append(self._futures.pop(d, None))  # its data may leave the cluster
-        if name in self._needed_by and self._needed_by[name] == 0:
-            done_with.append(self._futures.pop(name, None))
         for dependent in self._driver.graph.dependents().get(name, ()):
             waiting = self._waiting.get(dependent)
             if waiting is not None and name in waiting:
@@ -419,15 +435,12 @@ class DistributedBackend:
 
     def caught_up(self) -> None:
         """Called by the driver once it has handled every waiting outcome: submit what became ready meanwhile
-        as one graph, and release the futures no task needs any more together. Why not at each
+        as one graph. Why not at each
         ``task_final``: each submission is one ``update-graph`` message and one scheduler step in the driver's
         process, which is the busy one; results arrive in batches (one per collector ``gather``), so one
         wake-up typically readies several tasks."""
-        if self.incremental and getattr(self, "_ready", None):
+        if getattr(self, "_ready", None):
             self._fill()
-        if self._done_with:
-            release_later(self.client, self._done_with)
-            self._done_with = []
 
     # -- control ---------------------------------------------------------------------------------------------
     def _resources(self, compiled) -> dict[str, dict[str, float]] | None:
@@ -451,21 +464,33 @@ class DistributedBackend:
         return needs or None
 
     def cancel(self, names) -> list:
-        """Cancel tasks that have not started (their futures, or their submission); returns their names."""
+        """Cancel tasks that cannot have started: those not submitted yet, and those the scheduler still
+        holds (queued, not on any worker); returns their names. A task already on a worker is left to it: it
+        sees the run's cancel flag (set before this is called) and reports itself, as having run or not."""
         names = list(names)
-        unsubmitted = []
-        if self.incremental:
-            self._stopped_submitting = True
-            unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
+        self._stopped_submitting = True
+        unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
+        if hasattr(self, "_ready"):
             self._ready.clear()
         pending = [n for n in names if n in self._futures and not self._futures[n].done()]
-        self._cancelled.update(pending)
-        if pending:
+        try:
+            on_workers = {k for keys in self.client.processing().values() for k in keys}
+        except Exception:  # the cluster may be gone already; the driver reports that
+            return unsubmitted
+        keys = self._compiled.keys
+        queued = [n for n in pending if keys[n] not in on_workers]
+        self._cancelled.update(queued)
+        if queued:
             try:
-                self.client.cancel([self._futures[n] for n in pending])
-            except Exception:  # the cluster may be gone already; the driver reports that
+                self.client.cancel([self._futures[n] for n in queued])
+            except Exception:
                 pass
-        return unsubmitted + pending
+        return unsubmitted + queued
+
+    def may_have_started(self, name: str) -> bool:
+        """Whether ``name`` was handed to the cluster (its start may not have been reported when the
+        scheduler was lost)."""
+        return name in self._futures or name in getattr(self, "_in_flight", ())
 
     def _connection_lost(self, wait: float = 3.0) -> bool:
         """True when the client has lost its scheduler (it may take a moment to notice)."""
@@ -484,7 +509,7 @@ class DistributedBackend:
     def check(self) -> None:
         if getattr(self.client, "status", "running") != "running":
             raise ClusterError(self._lost_message())
-        if self.incremental:
+        if hasattr(self, "_ready"):
             self._fill()  # the throttle may allow more now
 
     def close(self) -> None:
@@ -499,13 +524,13 @@ class DistributedBackend:
                 self.client.unsubscribe_topic(self._topic)
             except Exception:
                 pass
-        if self.incremental:
-            leftover = [f for f in self._futures.values() if not f.done()]
-            if leftover:
-                try:
-                    self.client.cancel(leftover)
-                except Exception:
-                    pass
+        leftover = [f for f in self._futures.values() if not f.done()]
+        if leftover:
+            try:
+                self.client.cancel(leftover)
+            except Exception:
+                pass
+        self._sent = {}
         release_later(self.client, [*self._futures.values(), self._ctx_future])
         self._futures = {}
         self._ctx_future = None  # release everything: an adaptive cluster may retire workers holding data
@@ -572,3 +597,37 @@ def _crash_result(name: str, status: str, value, key_to_name) -> TaskResult:
                                 "(memory?), or the workers were lost")
     return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
                       error=f"Dask could not run task {name!r}: {type(exc).__name__}: {exc}")
+
+
+class Packed:
+    """A Python task's value as cloudpickle bytes, made on the worker that ran it (see ``run_remote``)."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+
+def run_remote(name: str, spec_blob: bytes, ctx_blob: bytes, *upstream: TaskResult) -> TaskResult:
+    """What a worker runs for one task (``runtime.run_packed``), with upstream values unpickled first and the
+    task's own value pickled after: a value that cannot be pickled (a generator, a lock) fails this task,
+    with the reason, where Dask would otherwise fail to send the result and lose the run."""
+    result = run_packed(name, spec_blob, ctx_blob, *map(unpacked, upstream))
+    if result.value is not None:
+        try:
+            result.value = Packed(cloudpickle.dumps(result.value))
+        except Exception as e:
+            result.value = None
+            result.status, result.failure = TaskStatus.FAILED, FailureKind.EXCEPTION.value
+            result.error = (f"the return value of task {name!r} cannot be sent back from the worker: "
+                            f"{type(e).__name__}: {e}")
+    return result
+
+
+def unpacked(result):
+    """``result`` with its value unpickled, when it came packed from a worker (a copy: the packed one may
+    still go to other dependents)."""
+    if isinstance(result, TaskResult) and isinstance(result.value, Packed):
+        result = copy.copy(result)
+        result.value = cloudpickle.loads(result.value.blob)
+    return result

@@ -89,6 +89,10 @@ class LocalBackend:
     def check(self) -> None:
         """Raise ``ClusterError`` when the engine can no longer report (never, locally)."""
 
+    def may_have_started(self, name: str) -> bool:
+        """Never unknown here: a task reports its start (a queue put) before it runs anything."""
+        return False
+
     def task_final(self, result) -> None:
         """Dask's local scheduler starts dependents itself."""
 

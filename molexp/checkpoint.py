@@ -95,7 +95,7 @@ class Checkpoint:
         self.fingerprints = uptodate.fingerprints(order, specs, resolved.files)
         cache = HashCache.load(self.path)
         if resolved.files:
-            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache)
+            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache, resolved.stats)
         if not resume:
             return {}
         self.plan, cached = uptodate.decide(order, {n: specs[n].deps for n in order}, self.fingerprints,

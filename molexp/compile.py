@@ -54,29 +54,6 @@ class Compiled:
             os.close(self.log_lock)
             self.log_lock = None
 
-    def annotated(self, resources: Mapping[str, Mapping[str, float]] | None = None, packed=None):
-        """The graph for ``distributed``: each node passed through ``packed(key, node)`` when given (None drops
-        the node), as a ``HighLevelGraph`` whose annotations carry per-key priorities and Dask resources.
-        A HighLevelGraph even with nothing to annotate: Dask gives it a random token, where a plain dict is
-        tokenized (hashing every task: measured 0.1 s of the driver's process per 1,000 tasks, before the first
-        one starts)."""
-        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
-
-        dsk = self.dsk if packed is None else \
-            {k: node for k, v in self.dsk.items() if (node := packed(k, v)) is not None}
-        layers, deps = {}, {}
-        plain = {k: v for k, v in dsk.items() if k not in resources} if resources else dsk
-        groups = [("molexp", plain, {})]
-        if resources:
-            groups.append(("molexp-resources", {k: dsk[k] for k in resources if k in dsk},
-                           {"resources": dict(resources).get}))
-        for layer_name, tasks, notes in groups:
-            if self.priorities:
-                notes = {**notes, "priority": self.priorities.get}
-            layers[layer_name] = MaterializedLayer(tasks, annotations=notes or None)
-            deps[layer_name] = set()
-        return HighLevelGraph(layers, deps)
-
     def reuse(self, cached: Mapping[str, TaskResult]) -> None:
         """Tasks reused from a checkpoint enter the graph as data (their result): they do not run."""
         for name, result in cached.items():

@@ -72,7 +72,6 @@ class Driver:
         self.fatal: Exception | None = None   # the checkpoint could not be written: the run stopped for it
         # whether every task that starts says so (else, for a task with no outcome, molexp cannot tell
         # whether it had started)
-        self.knows_starts = True
 
     # -- the loop -----------------------------------------------------------------------------------------
     def finals(self) -> dict[str, TaskResult | None]:
@@ -214,17 +213,12 @@ class Driver:
                 return f"upstream {d!r} {'failed' if final.status is TaskStatus.FAILED else 'was skipped'}"
         return self._doomed.get(name)
 
-    def _stopped_reason(self, started: bool | None) -> str:
-        """Why a task the run stopped did not finish, saying whether it had started (None: unknown, on a
-        cluster where this run does not track starts)."""
-        if started is None and self.knows_starts:
-            started = False
+    def _stopped_reason(self, started: bool) -> str:
+        """Why a task the run stopped did not finish, saying whether it had started."""
         if self.interrupted:
-            return {True: "interrupted while running", False: "not started: interrupted"}.get(
-                started, "interrupted before or while running")
+            return "interrupted while running" if started else "not started: interrupted"
         why = self.stop_reason or "cancelled by Dask"
-        return {True: f"terminated while running: {why}", False: f"not started: {why}"}.get(
-            started, f"cancelled before or while running: {why}")
+        return f"terminated while running: {why}" if started else f"not started: {why}"
 
     def _report_running(self, name: str, st: RunState, attempt: int) -> None:
         while st.running < attempt:
@@ -276,7 +270,7 @@ class Driver:
         for name in self.backend.cancel(not_running):  # these will never run: say why, in graph order
             if self.state[name].final is None:
                 self._final(TaskResult(name, TaskStatus.SKIPPED,
-                                       reason=self._upstream_reason(name) or self._stopped_reason(None)))
+                                       reason=self._upstream_reason(name) or self._stopped_reason(False)))
 
     def _abandon(self, why: str) -> None:
         """Give every task that has not reported a final outcome one now."""
@@ -289,9 +283,9 @@ class Driver:
                     result = TaskResult(name, TaskStatus.SKIPPED, end=now, attempts=st.running, reason=reason,
                                         attempt_log=[Attempt(st.running, now, now, FailureKind.CANCELLED.value)])
                 else:
-                    unknown = f"no outcome: {why} (it may have been running: this run did not track starts)"
+                    unknown = f"no outcome: {why} (it was on the cluster, and may have been running)"
                     result = TaskResult(name, TaskStatus.SKIPPED, reason=self._upstream_reason(name) or (
-                        f"not started: {why}" if self.knows_starts else unknown))
+                        unknown if self.backend.may_have_started(name) else f"not started: {why}"))
                 self._final(result)
 
 

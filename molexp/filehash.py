@@ -19,11 +19,11 @@ FILENAME = "file_hashes.json"
 _CHUNK = 1 << 20
 _VERSION = 1
 
-Signature = tuple  # (size, mtime_ns, ctime_ns, inode)
+Signature = list  # [size, mtime_ns, ctime_ns, inode]
 
 
 def signature(st: os.stat_result) -> Signature:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def _read_digest(path: str, counter: list | None = None) -> str:
@@ -65,8 +65,8 @@ def _walk(path: str) -> list[str]:
     return out
 
 
-def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, tuple]]:
-    """On the worker, after a task succeeded: ({path: hash}, {file: (signature, hash)}) of its outputs, for
+def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, list]]:
+    """On the worker, after a task succeeded: ({path: hash}, {file: cache entry}) of its outputs, for
     the journal and for the driver's cache (so that the next resume need not read them)."""
     cache = HashCache()
     hashes = {p: cache.get(p) for p in paths}
@@ -74,12 +74,13 @@ def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, tuple]
 
 
 class HashCache:
-    """path -> (signature, hash), loaded from and saved to a checkpoint directory. ``bytes_read`` counts
-    what hashing read; ``fresh`` holds the entries learned since it was loaded."""
+    """path -> ``[size, mtime_ns, ctime_ns, inode, hash]`` (the file's signature and content hash), loaded
+    from and saved to a checkpoint directory as it is (a malformed entry only means the file is read again).
+    ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded."""
 
-    def __init__(self, entries: dict[str, tuple] | None = None):
-        self.entries: dict[str, tuple] = entries or {}
-        self.fresh: dict[str, tuple] = {}
+    def __init__(self, entries: dict[str, list] | None = None):
+        self.entries: dict[str, list] = entries or {}
+        self.fresh: dict[str, list] = {}
         self.loaded = entries is not None   # read from a file (which then holds these entries)
         self._counter = [0]
 
@@ -91,33 +92,33 @@ class HashCache:
     def load(cls, directory: str | os.PathLike) -> "HashCache":
         try:
             data = json.loads((pathlib.Path(directory) / FILENAME).read_text())
-            files = data["files"] if data.get("molexp_file_hashes") == _VERSION else {}
-            entries = {p: (tuple(e[:4]), e[4]) for p, e in files.items()
-                       if isinstance(e, list) and len(e) == 5 and isinstance(e[4], str)}
+            entries = data["files"] if data.get("molexp_file_hashes") == _VERSION else {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return cls()
-        return cls(entries)
+        return cls(entries) if isinstance(entries, dict) else cls()
 
     def save(self, directory: str | os.PathLike, keep: Iterable[str] | None = None) -> None:
         """Write the cache (only the paths in ``keep`` when given) atomically into ``directory``."""
         entries = self.entries if keep is None else {p: self.entries[p] for p in keep if p in self.entries}
-        data = {"molexp_file_hashes": _VERSION, "files": {p: [*sig, h] for p, (sig, h) in entries.items()}}
+        data = {"molexp_file_hashes": _VERSION, "files": entries}
         path = pathlib.Path(directory) / FILENAME
         tmp = path.with_name(f".{FILENAME}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(data, separators=(",", ":")))
         os.replace(tmp, path)
 
-    def learn(self, stats: dict[str, tuple]) -> None:
+    def learn(self, stats: dict[str, list]) -> None:
         """Entries measured elsewhere (a worker's ``hash_outputs``)."""
         self.entries.update(stats)
         self.fresh.update(stats)
 
-    def get(self, path: str) -> str | None:
-        """The current content hash of ``path`` (a file or a directory), or None if it does not exist."""
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+    def get(self, path: str, st: os.stat_result | None = None) -> str | None:
+        """The current content hash of ``path`` (a file or a directory), or None if it does not exist.
+        ``st``: its ``os.stat`` taken just before, when the caller has it."""
+        if st is None:
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         if stat.S_ISDIR(st.st_mode):
             return _combine((os.path.relpath(f, path), self._file(f, None) or "") for f in _walk(path))
         return self._file(path, signature(st))
@@ -129,12 +130,12 @@ class HashCache:
             except OSError:
                 return None
         known = self.entries.get(path)
-        if known is not None and known[0] == sig:
-            return known[1]
+        if known.__class__ is list and len(known) == 5 and known[:4] == sig and known[4].__class__ is str:
+            return known[4]
         try:
             digest, stable = _stable(path, self._counter)
         except FileNotFoundError:
             return None
         if stable is not None:
-            self.entries[path] = self.fresh[path] = (stable, digest)
+            self.entries[path] = self.fresh[path] = [*stable, digest]
         return digest

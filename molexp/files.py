@@ -24,7 +24,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FileDeclarationError, TaskDefinitionError, TemplateError
@@ -111,11 +111,13 @@ class TaskFiles:
 @dataclass(slots=True)
 class Resolved:
     """The run's graph with the dependencies files imply, each task's ``TaskFiles`` (only tasks declaring
-    files) and ``producers`` (absolute output path -> task name)."""
+    files), ``producers`` (absolute output path -> task name) and ``stats`` (source input -> its
+    ``os.stat`` taken when it was checked, so that hashing it need not stat it again)."""
 
     graph: Any
     files: dict[str, TaskFiles]
     producers: dict[str, str]
+    stats: dict[str, os.stat_result] = field(default_factory=dict)
 
 
 def with_file_deps(work) -> Any:
@@ -133,68 +135,49 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
     tasks = [t for t in graph if t.inputs or t.outputs]
     if not tasks:
         return Resolved(graph, {}, {})
-    rendered: dict[str, tuple[str, list, list]] = {}
+    rendered: dict[str, tuple] = {}
     producers: dict[str, str] = {}
     for t in tasks:
         cwd = os.path.normpath(os.path.join(workdir, t.cwd)) if t.cwd is not None else workdir
-        values = t.template_values(params)
-        ins = [(g, [_render(t, "inputs", p, values) for p in ps]) for g, ps in groups(t.inputs)]
-        outs = [(g, [_render(t, "outputs", p, values) for p in ps]) for g, ps in groups(t.outputs)]
-        out_abs = [[_abs(cwd, p) for p in ps] for _, ps in outs]
-        rendered[t.name] = (cwd, ins, outs, out_abs)
-        for (_, ps), paths in zip(outs, out_abs):
-            for p, path in zip(ps, paths):
-                if path in (cwd, workdir) or workdir.startswith(path + os.sep) or cwd.startswith(path + os.sep):
-                    raise FileDeclarationError(f"task {t.name!r}: output {p!r} is its working directory or holds "
-                                               "it; declare the files or a subdirectory it writes")
-                other = producers.setdefault(path, t.name)
-                if other != t.name:
-                    raise FileDeclarationError(f"tasks {other!r} and {t.name!r} both declare the output "
-                                               f"{_show(path, workdir)!r}: a file has one producer")
-    for path, name in producers.items():   # a directory output holding another task's output
-        parent = os.path.dirname(path)
-        while len(parent) > 1 and parent != workdir:
-            other = producers.get(parent)
-            if other is not None and other != name:
-                raise FileDeclarationError(f"task {name!r} declares the output {_show(path, workdir)!r}, inside the "
-                                           f"output {_show(parent, workdir)!r} of task {other!r}")
-            parent = os.path.dirname(parent)
+        ins, outs = t.inputs, t.outputs
+        plain = ins.__class__ is list and outs.__class__ is list   # no names: the common case, kept flat
+        if not plain:
+            ins, outs = groups(ins), groups(outs)
+        if any("$" in p for p in _flat(ins, plain)) or any("$" in p for p in _flat(outs, plain)):
+            values = t.template_values(params)
+            if plain:
+                ins = [_render(t, "inputs", p, values) for p in ins]
+                outs = [_render(t, "outputs", p, values) for p in outs]
+            else:
+                ins = [(g, [_render(t, "inputs", p, values) for p in ps]) for g, ps in ins]
+                outs = [(g, [_render(t, "outputs", p, values) for p in ps]) for g, ps in outs]
+        out_abs = [_abs(cwd, p) for p in outs] if plain else [[_abs(cwd, p) for p in ps] for _, ps in outs]
+        rendered[t.name] = (plain, cwd, ins, outs, out_abs)
+        for p, path in zip(_flat(outs, plain), out_abs if plain else (q for qs in out_abs for q in qs)):
+            if path in (cwd, workdir) or workdir.startswith(path + os.sep) or cwd.startswith(path + os.sep):
+                raise FileDeclarationError(f"task {t.name!r}: output {p!r} is its working directory or holds "
+                                           "it; declare the files or a subdirectory it writes")
+            other = producers.setdefault(path, t.name)
+            if other != t.name:
+                raise FileDeclarationError(f"tasks {other!r} and {t.name!r} both declare the output "
+                                           f"{_show(path, workdir)!r}: a file has one producer")
+    _no_nested_outputs(producers, workdir)
 
     files: dict[str, TaskFiles] = {}
     extra: dict[str, list[str]] = {}
+    stats: dict[str, os.stat_result] = {}
     for t in tasks:
-        cwd, ins, outs, out_abs = rendered[t.name]
-        values: dict[str, str] = {}
-        call: dict[str, Any] = {}
-        all_in: list[str] = []
-        shown_in: list[str] = []
+        plain, cwd, ins, outs, out_abs = rendered[t.name]
         ups: list[str] = []
-        in_groups = []
-        for g, ps in ins:
-            paths, shown = [], []
-            for p in ps:
-                found = _expand(t, cwd, p, producers, strict, workdir)
-                for path, producer in found:
-                    if producer is not None and producer != t.name and producer not in ups:
-                        ups.append(producer)
-                    paths.append(path)
-                    shown.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
-            in_groups.append((g, paths, shown, _single(t.inputs, g) and not _MAGIC.search(ps[0])))
-            all_in += paths
-            shown_in += shown
-        all_out = [path for paths in out_abs for path in paths]
-        clash = set(all_in) & set(all_out)
-        if clash:
-            raise FileDeclarationError(f"task {t.name!r}: {_show(min(clash), workdir)!r} is both an input and an "
-                                       "output; write the result to a new file")
-        _values_and_call(t, in_groups, "inputs", values, call)
-        _values_and_call(t, [(g, paths, ps, _single(t.outputs, g)) for (g, ps), paths in zip(outs, out_abs)],
-                         "outputs", values, call)
-        files[t.name] = TaskFiles(tuple(all_in), tuple(all_out), values, call,
-                                  (tuple(shown_in), tuple(p for _, ps in outs for p in ps)))
-        new = [u for u in ups if u not in t.deps]
-        if new:
-            extra[t.name] = new
+        if plain:
+            f = _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats)
+        else:
+            f = _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats)
+        files[t.name] = f
+        if ups:
+            new = [u for u in ups if u not in t.deps]
+            if new:
+                extra[t.name] = new
     if extra:
         from .graph import TaskGraph
 
@@ -207,7 +190,84 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
 
         graph = TaskGraph(with_deps(t) for t in graph)
     graph.validate()
-    return Resolved(graph, files, producers)
+    return Resolved(graph, files, producers, stats)
+
+
+def _flat(declared, plain: bool):
+    """The paths of a rendered declaration: a flat list (``plain``) or (name, paths) groups."""
+    return declared if plain else (p for _, ps in declared for p in ps)
+
+
+def _no_nested_outputs(producers: Mapping[str, str], workdir: str) -> None:
+    """Refuse an output inside another task's (directory) output. Each directory holding outputs is looked
+    up once, with its parents up to the workdir; only a hit looks at the paths."""
+    checked: set[str] = set()
+    for d in {_parent(p) for p in producers}:
+        while len(d) > 1 and d != workdir and d not in checked:
+            checked.add(d)
+            other = producers.get(d)
+            if other is not None:
+                below = d + os.sep
+                for path, name in producers.items():
+                    if path.startswith(below) and name != other:
+                        raise FileDeclarationError(
+                            f"task {name!r} declares the output {_show(path, workdir)!r}, inside the output "
+                            f"{_show(d, workdir)!r} of task {other!r}")
+            d = _parent(d)
+
+
+def _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats) -> TaskFiles:
+    """``TaskFiles`` of a task declaring lists of paths (no names), the common case, without the grouping."""
+    all_in: list[str] = []
+    shown_in: list[str] = []
+    for p in ins:
+        found = _expand(t, cwd, p, producers, strict, workdir, stats)
+        for path, producer in found:
+            if producer is not None and producer != t.name and producer not in ups:
+                ups.append(producer)
+            all_in.append(path)
+            shown_in.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
+    all_out, shown_out = out_abs, outs
+    _no_clash(t, all_in, all_out, workdir)
+    q = shlex.quote
+    values = {"inputs": " ".join(map(q, shown_in)), "outputs": " ".join(map(q, shown_out))}
+    call = {"inputs": all_in, "outputs": list(all_out)}
+    return TaskFiles(tuple(all_in), tuple(all_out), values, call, (tuple(shown_in), tuple(shown_out)))
+
+
+def _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats) -> TaskFiles:
+    """``TaskFiles`` of a task with a mapping of named inputs or outputs."""
+    values: dict[str, str] = {}
+    call: dict[str, Any] = {}
+    all_in: list[str] = []
+    shown_in: list[str] = []
+    in_groups = []
+    for g, ps in ins:
+        paths, shown = [], []
+        for p in ps:
+            found = _expand(t, cwd, p, producers, strict, workdir, stats)
+            for path, producer in found:
+                if producer is not None and producer != t.name and producer not in ups:
+                    ups.append(producer)
+                paths.append(path)
+                shown.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
+        in_groups.append((g, paths, shown, _single(t.inputs, g) and not _MAGIC.search(ps[0])))
+        all_in += paths
+        shown_in += shown
+    all_out = [path for paths in out_abs for path in paths]
+    _no_clash(t, all_in, all_out, workdir)
+    _values_and_call(t, in_groups, "inputs", values, call)
+    _values_and_call(t, [(g, paths, ps, _single(t.outputs, g)) for (g, ps), paths in zip(outs, out_abs)],
+                     "outputs", values, call)
+    return TaskFiles(tuple(all_in), tuple(all_out), values, call,
+                     (tuple(shown_in), tuple(p for _, ps in outs for p in ps)))
+
+
+def _no_clash(t, all_in: list[str], all_out: list[str], workdir: str) -> None:
+    clash = set(all_in).intersection(all_out) if all_in and all_out else ()
+    if clash:
+        raise FileDeclarationError(f"task {t.name!r}: {_show(min(clash), workdir)!r} is both an input and an "
+                                   "output; write the result to a new file")
 
 
 def _single(declared, name: str | None) -> bool:
@@ -229,18 +289,19 @@ def _values_and_call(t, in_groups, field: str, values: dict, call: dict) -> None
         call[field] = shaped
 
 
-def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool,
-            workdir: str) -> list[tuple[str, str | None]]:
-    """[(absolute path, producer or None)] of one input as written (a path or a glob)."""
+def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool, workdir: str,
+            stats: dict[str, os.stat_result]) -> list[tuple[str, str | None]]:
+    """[(absolute path, producer or None)] of one input as written (a path or a glob); a source input's
+    ``os.stat`` goes into ``stats`` (``strict`` only)."""
     path = _abs(cwd, p)
     if not _MAGIC.search(p):
         producer = producers.get(path)
-        if producer is None:
-            parent = os.path.dirname(path)   # inside another task's directory output (below the workdir)
+        if producer is None and len(path) > len(workdir):
+            parent = _parent(path)   # inside another task's directory output (below the workdir)
             while producer is None and len(parent) > len(workdir):
                 producer = producers.get(parent)
-                parent = os.path.dirname(parent)
-        if producer is None and strict and not os.path.lexists(path):
+                parent = _parent(parent)
+        if producer is None and strict and not _exists(path, stats):
             raise FileDeclarationError(f"task {t.name!r}: input {p!r} does not exist and no task declares it as an "
                                        f"output (looked for {path})")
         return [(path, producer)]
@@ -253,6 +314,14 @@ def _expand(t, cwd: str, p: str, producers: Mapping[str, str], strict: bool,
         raise FileDeclarationError(f"task {t.name!r}: input pattern {p!r} matches no file on disk and no task's "
                                    f"output (looked for {path})")
     return [(q, None) for q in on_disk]
+
+
+def _exists(path: str, stats: dict[str, os.stat_result]) -> bool:
+    try:
+        stats[path] = os.stat(path)
+        return True
+    except OSError:
+        return os.path.lexists(path)   # a dangling link is there (reading it will fail the task)
 
 
 def _glob_match(pattern_parts: list[str], path: str) -> bool:
@@ -281,8 +350,21 @@ def _render(t, field: str, p: str, values: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(fill, p)
 
 
+# A path that ``normpath`` and ``expanduser`` would change: ``~``, ``.``/``..`` parts, ``//``, a final ``/``.
+_UNCLEAN = re.compile(r"^~|(?:^|/)\.\.?(?:/|$)|//|/$")
+
+
 def _abs(cwd: str, p: str) -> str:
+    """``p`` made absolute against ``cwd`` (an absolute, normalised directory) and normalised."""
+    if _UNCLEAN.search(p) is None:   # the common case, without normpath's cost
+        return p if p[:1] == "/" else f"{cwd}/{p}" if cwd != "/" else "/" + p
     return os.path.normpath(os.path.join(cwd, os.path.expanduser(p)))
+
+
+def _parent(path: str) -> str:
+    """The directory of an absolute normalised path ("/" for a top-level one)."""
+    return path[: path.rindex("/")] or "/"
+
 
 
 def _rel(path: str, base: str) -> str:

@@ -79,7 +79,6 @@ class RunSession:
         self.progress = Progress(executor._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
         self.driver = Driver(graph, self.backend, self.ctx.cancel, self.events, self.progress, on_final=on_final,
                              fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
-        self.driver.knows_starts = self.ctx.report_starts
 
     def __iter__(self) -> Iterator[TaskResult]:
         if self._iterated or self._closed:
@@ -151,9 +150,9 @@ def _context(executor, work, params, context, run_id: str):
                      retry_delay=cfg.retry_delay, retry_exponential_backoff=cfg.retry_exponential_backoff,
                      retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
                      kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
-                     # running/retrying events cost a message each on a cluster: only when read
-                     # locally a start costs a queue put: always told, so "not started" is always true
-                     report_starts=executor._progress_callback is not None or executor.client is None,
+                     # always told (a queue put locally, a message on a cluster), so that a stopped task
+                     # says truly whether it was running
+                     report_starts=True,
                      pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
                      hash_outputs=cfg.checkpoint_dir is not None)
     return ctx, graph
@@ -195,7 +194,7 @@ def select(graph, ctx: RunContext, targets, force):
     if wanted:
         graph = graph.needed_by([task_of("target", n) for n in wanted])
         resolved = _files.Resolved(graph, {n: f for n, f in resolved.files.items() if n in graph},
-                                   {p: n for p, n in resolved.producers.items() if n in graph})
+                                   {p: n for p, n in resolved.producers.items() if n in graph}, resolved.stats)
     forced_names = frozenset(task_of("forced task", n) for n in forced)
     outside = sorted(forced_names - set(graph.tasks))
     if outside:

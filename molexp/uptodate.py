@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,16 @@ def _h(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
+_JSON_PLAIN = re.compile(r'[ !#-\[\]-~]*')   # printable ASCII but " and \: json.dumps leaves it as it is
+
+
+def _json_list(items) -> str:
+    """``json.dumps(list(items))`` for strings, without its cost in the common case (the same text)."""
+    if all(_JSON_PLAIN.fullmatch(x) for x in items):
+        return '["' + '", "'.join(items) + '"]' if items else "[]"
+    return json.dumps(list(items))
+
+
 def fingerprints(order: list[str], specs: Mapping[str, Any],
                  files: Mapping[str, TaskFiles] | None = None) -> dict[str, str]:
     """name -> fingerprint (``part=hash;...;all=hash``), for tasks in topological ``order``; an
@@ -60,7 +71,7 @@ def fingerprints(order: list[str], specs: Mapping[str, Any],
         s = specs[name]
         parts = {"kind": s.kind}
         if s.kind == "shell":
-            parts["commands"] = _h(json.dumps(list(s.commands)))
+            parts["commands"] = _h(_json_list(s.commands))
         else:
             key = id(s.func)
             if key not in sources:
@@ -78,8 +89,8 @@ def fingerprints(order: list[str], specs: Mapping[str, Any],
             parts["env"] = _h(json.dumps(s.env, sort_keys=True))
         f = files.get(name)
         if f is not None:
-            parts["inputs"] = _h(json.dumps(f.declared[0]))
-            parts["outputs"] = _h(json.dumps(f.declared[1]))
+            parts["inputs"] = _h(_json_list(f.declared[0]))
+            parts["outputs"] = _h(_json_list(f.declared[1]))
         ups = [out[d] for d in s.deps]
         bad = next((u for u in ups if isinstance(u, Uncacheable)), None)
         if bad is not None:
@@ -219,7 +230,7 @@ def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries, known) -> s
             return f"input {_show(p, workdir)} is missing"
         if now != was:
             return f"input {_show(p, workdir)} changed"
-    gone = set(old_in) - set(f.inputs)
+    gone = set(old_in).difference(f.inputs) if len(old_in) != len(f.inputs) else ()
     if gone:
         return f"input {_show(min(gone), workdir)} is no longer an input"
     old_out = result.get("outputs") or {}
@@ -240,15 +251,16 @@ class FileRecorder:
     ran with (source files hashed before the run starts, files made by upstream tasks as their producer
     reported them) and the hash cache, fed by what workers report."""
 
-    def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache):
+    def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache,
+                 stats: Mapping[str, Any] | None = None):
         self.files, self.cache = files, cache
         self._made: dict[str, str] = {}
         self.sources: dict[str, str | None] = {}   # source file -> its hash before the run started
-        get = cache.get
+        get, stat = cache.get, (stats or {}).get
         for f in files.values():
             for p in f.inputs:
                 if p not in producers and p not in self.sources:
-                    self.sources[p] = get(p)
+                    self.sources[p] = get(p, stat(p))
 
     def on_final(self, result: TaskResult) -> None:
         """Complete ``result`` (its input hashes) and learn the hashes of what it wrote."""

@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import leftovers  # noqa: E402
 import taskfuncs  # noqa: E402  (importable helpers for Python tasks)
 
 # Workers of a LocalCluster cannot import the test modules: ship their functions by value.
@@ -67,6 +68,33 @@ def overlapped(a, b) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dask_scratch(tmp_path_factory):
+    """Dask's scratch space (workers' spill directories, locks) and molexp's core leases inside pytest's
+    temporary directory, for this process and the processes tests start."""
+    import dask
+
+    from molexp import affinity
+
+    path = str(tmp_path_factory.mktemp("dask-scratch"))
+    os.environ["DASK_TEMPORARY_DIRECTORY"] = path
+    # molexp's core leases (cpu_affinity) too, instead of /dev/shm/molexp-cores-<uid>
+    os.environ["MOLEXP_CORE_LOCKS"] = str(tmp_path_factory.mktemp("core-locks"))
+    affinity._DIR = Path(os.environ["MOLEXP_CORE_LOCKS"])
+    with dask.config.set({"temporary-directory": path}):
+        yield path
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request, dask_scratch):
+    """Fails a test that leaves a task process, a process it started, a /dev/shm entry or a temporary file."""
+    before = leftovers.Snapshot.take()
+    yield
+    left = before.left()
+    if left:
+        pytest.fail(f"{request.node.nodeid} left behind: " + "; ".join(left), pytrace=False)
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """An empty project directory that is also the current directory."""
@@ -79,8 +107,9 @@ def local_cluster():
     """A real LocalCluster: one scheduler and two worker processes on 127.0.0.1."""
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1",
-                           dashboard_address=":0", silence_logs=40)
+    with leftovers.session_owned():
+        cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1",
+                               dashboard_address=":0", silence_logs=40)
     yield cluster
     cluster.close()
 

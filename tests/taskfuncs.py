@@ -57,3 +57,12 @@ def thread_names():
 
 def cancel_events(dask_scheduler=None):
     return [str(n) for n in dask_scheduler.extensions["events"]._events if str(n).startswith("molexp-cancel")]
+
+
+def make_generator():
+    """A value nothing can pickle."""
+    yield 1
+
+
+def identity(x):
+    return x

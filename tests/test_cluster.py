@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import leftovers
 import pytest
 import taskfuncs
 
@@ -50,12 +51,7 @@ class DaskProcesses:
                                      "--name", f"w{i}"], f"worker{i}")
 
     def close(self):
-        for p in [*self.workers, self.scheduler]:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(10)
+        leftovers.stop_groups([*self.workers, self.scheduler])
 
 
 @pytest.fixture
@@ -106,6 +102,73 @@ def test_a_worker_killed_mid_run_does_not_lose_tasks(project, dask_processes):
     assert results.ok, results.table()
     assert len(results) == 20 and all(r.status is TaskStatus.COMPLETED for r in results.values())
     assert dask_processes.workers[0].poll() is not None  # it really died
+
+
+def _recorded_completed(journal: Path) -> set[str]:
+    if not journal.exists():
+        return set()
+    names = set()
+    for line in journal.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:   # a line being written
+            continue
+        if rec.get("status") == "completed":
+            names.add(rec["name"])
+    return names
+
+
+def test_tasks_recorded_before_a_worker_is_killed_never_run_again(project, dask_processes):
+    """SIGKILL of a worker holding finished tasks whose dependents have not run yet: Dask would compute those
+    keys again; molexp gives tasks their upstream results as data, so nothing recorded runs twice."""
+    import threading
+
+    from distributed import Client
+
+    with Client(dask_processes.address) as c:
+        pids = c.run(os.getpid)   # worker address -> pid
+    journal = project / "ck" / "journal.jsonl"
+    seen: dict[str, set] = {}
+
+    def kill_a_worker_once_tasks_are_recorded():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            recorded = _recorded_completed(journal)
+            if len(recorded) >= 6:
+                break
+            time.sleep(0.02)
+        records = [json.loads(x) for x in journal.read_text().splitlines() if x.strip()]
+        workers = {r["name"]: r["result"].get("worker") for r in records if r.get("status") == "completed"}
+        victim = next(w for w in workers.values() if w in pids)
+        seen["recorded"] = set(workers)
+        seen["on_victim"] = {n for n, w in workers.items() if w == victim}
+        os.kill(pids[victim], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a_worker_once_tasks_are_recorded, daemon=True)
+    killer.start()
+    results = ExperimentExecutor(chains(project, n_chains=4, length=6, seconds=0.2), address=dask_processes.address,
+                                 progress=False, checkpoint_dir="ck").run()
+    killer.join(5)
+    assert results.ok, results.table()
+    runs = (project / "done.txt").read_text().split()
+    assert seen["on_victim"], "the killed worker had run nothing recorded"
+    twice = sorted(n for n in seen["recorded"] if runs.count(n) != 1)
+    assert not twice, f"recorded as completed, then executed again: {twice}"
+    assert all(runs.count(n) >= 1 for n in results)
+
+
+def test_a_value_that_cannot_be_sent_back_fails_its_task_only(project, dask_processes):
+    e = Experiment("unpicklable", workdir=project)
+    e.add_task(PythonTask("gen", taskfuncs.make_generator))
+    e.add_task(PythonTask("after", taskfuncs.identity, kwargs={"x": 1}, deps=["gen"]))
+    e.add_task(LocalTask("other", commands=["sleep 0.5", "echo done > other.txt"]))
+    results = ExperimentExecutor(e, address=dask_processes.address, progress=False,
+                                 fault_tolerance="continue").run()
+    gen = results["gen"]
+    assert gen.status is TaskStatus.FAILED and gen.failure == "exception", results.table()
+    assert "cannot be sent back from the worker" in gen.error and "generator" in gen.error
+    assert results["after"].status is TaskStatus.SKIPPED and results["after"].reason == "upstream 'gen' failed"
+    assert results["other"].ok and (project / "other.txt").read_text() == "done\n"
 
 
 def test_a_task_that_kills_its_workers_fails_as_lost_worker(project, tmp_path):

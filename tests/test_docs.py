@@ -12,12 +12,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import leftovers
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,12 +198,7 @@ class HandStartedCluster:
             time.sleep(0.1)
 
     def close(self):
-        for p in self.procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(10)
+        leftovers.stop_groups(self.procs)
 
 
 @pytest.mark.cluster

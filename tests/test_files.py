@@ -201,6 +201,16 @@ def test_bad_file_declarations_are_refused_before_anything_runs(project):
     with pytest.raises(FileDeclarationError, match="is both an input and an output"):
         ExperimentExecutor(exp, progress=False).plan()
     (project / "ran.txt").unlink()
+    exp = Experiment("nested", workdir=project)
+    exp.add_task(LocalTask("tree", commands=["mkdir -p $outputs"], outputs={"dir": "results"}))
+    exp.add_task(LocalTask("leaf", commands=["true"], outputs=["other.txt", "results/sub/leaf.txt"]))
+    with pytest.raises(FileDeclarationError, match=r"task 'leaf' declares the output 'results/sub/leaf.txt', "
+                                                   r"inside the output 'results' of task 'tree'"):
+        ExperimentExecutor(exp, progress=False).plan()
+    exp = Experiment("home", workdir=project)
+    exp.add_task(LocalTask("sub", commands=["true"], cwd="a/b", outputs=["x.txt", ".."]))
+    with pytest.raises(FileDeclarationError, match=r"task 'sub': output '\.\.' is its working directory or holds it"):
+        ExperimentExecutor(exp, progress=False).plan()
     exp = Experiment("glob", workdir=project)
     exp.add_task(LocalTask("gather", commands=["cat $inputs"], inputs=["parts/*.txt"]))
     with pytest.raises(FileDeclarationError, match=r"input pattern 'parts/\*.txt' matches no file"):
