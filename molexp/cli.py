@@ -167,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     hpc.add_argument("--queue", help="queue / partition")
     hpc.add_argument("--interface", help="network interface of the workers, e.g. ib0")
     hpc.add_argument("--adapt", metavar="MIN:MAX", help="adapt the number of jobs between MIN and MAX")
+    hpc.add_argument("--start-timeout", metavar="DURATION", help="end with exit 3 when no worker joined by then "
+                     "(e.g. 90s, 20m, 2h, none; default 5m)")
     run.add_argument("--continue", dest="keep_going", action="store_true",
                      help="fault_tolerance='continue': run everything whose dependencies succeeded")
     run.add_argument("--retries", type=int, default=None, help="retry failed tasks this many times")
@@ -471,7 +473,7 @@ def cluster_spec(work, args) -> dict:
     if args.cluster:
         spec = {k: v for k, v in spec.items() if k != "address"}
         spec["type"] = args.cluster
-    for key in ("jobs", "cores", "memory", "walltime", "queue", "interface"):
+    for key in ("jobs", "cores", "memory", "walltime", "queue", "interface", "start_timeout"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.adapt:

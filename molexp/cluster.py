@@ -8,9 +8,14 @@ schedules: Dask does.
 
 from __future__ import annotations
 
+import logging
 import os
 
+from .cluster_start import (JobStarts, close_before_sigterm, import_jobqueue, parse_start_timeout,
+                            wait_for_first_worker, watched_job_cls)
 from .errors import ClusterError, ConfigError
+
+log = logging.getLogger("molexp")
 
 
 def default_workers() -> int:
@@ -53,7 +58,7 @@ def connect(*, client=None, cluster=None, address: str | None = None):
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
             "htcondor": "HTCondorCluster"}
 CLUSTER_KEYS = {"type", "address", "jobs", "cores", "memory", "processes", "walltime", "queue", "interface",
-                "adapt", "options"}
+                "adapt", "options", "start_timeout"}
 
 
 def walltime_seconds(walltime: str | int | float) -> float:
@@ -85,17 +90,27 @@ def make_cluster(spec: dict):
     dask-jobqueue cluster (``options`` go to its constructor) and scales it to ``jobs`` (or adapts). With a
     walltime, workers get ``--lifetime`` (90% of it) and ``--lifetime-stagger`` (5%), so the batch system's
     kill at the walltime retires workers gracefully instead of failing their tasks.
+
+    It returns once a first Dask worker has joined (``start_timeout``: a duration for Dask's
+    ``parse_timedelta``, default ``"5 minutes"``; ``"none"`` waits as long as the queue takes). When every job's
+    submission fails, or no worker joins in time, the cluster is closed (its jobs cancelled) and
+    ``ClusterError`` says why, in the batch system's words (``sbatch``'s error, ``squeue``'s state and reason).
+    With ``adapt``, one job (or ``minimum_jobs``) is asked for first, then adaptivity takes over.
     """
     unknown = set(spec) - CLUSTER_KEYS
     if unknown:
         raise ConfigError(f"cluster: unknown key(s) {sorted(unknown)}; expected {sorted(CLUSTER_KEYS)}")
     if spec.get("address"):
+        if spec.get("start_timeout") is not None:
+            raise ConfigError("cluster: start_timeout applies to batch-system clusters ('type'), not to 'address' "
+                              f"(a running scheduler); got both: {spec['address']!r}, {spec['start_timeout']!r}")
         return spec["address"]
     kind = spec.get("type")
     if kind not in JOBQUEUE:
         raise ConfigError(f"cluster: 'type' must be one of {sorted(JOBQUEUE)} (or give 'address'), got {kind!r}")
+    timeout = parse_start_timeout(spec.get("start_timeout"))
     try:
-        import dask_jobqueue
+        dask_jobqueue = import_jobqueue()
     except ImportError:
         raise ConfigError(f"cluster type {kind!r} needs dask-jobqueue: pip install 'molexp[hpc]'") from None
     kwargs = dict(spec.get("options") or {})
@@ -116,10 +131,39 @@ def make_cluster(spec: dict):
         if "--lifetime" not in extra:
             extra += ["--lifetime", f"{int(seconds * 0.9)}s", "--lifetime-stagger", f"{int(seconds * 0.05)}s"]
         kwargs["worker_extra_args"] = extra
-    cluster = getattr(dask_jobqueue, JOBQUEUE[kind])(**kwargs)
-    adapt = spec.get("adapt")
-    if adapt:
-        cluster.adapt(minimum_jobs=adapt.get("minimum_jobs", 0), maximum_jobs=adapt.get("maximum_jobs", 1))
-    else:
-        cluster.scale(jobs=spec.get("jobs", 1))
+    cls = getattr(dask_jobqueue, JOBQUEUE[kind])
+    starts = JobStarts()
+    kwargs["job_cls"] = watched_job_cls(kwargs.get("job_cls") or cls.job_cls, starts)
+    with close_before_sigterm():
+        return _start(cls, kwargs, spec, kind, starts, timeout)
+
+
+def _start(cls, kwargs: dict, spec: dict, kind: str, starts: JobStarts, timeout: float | None):
+    """The cluster of ``make_cluster``, once a first worker joined (else closed, and the error raised)."""
+    try:
+        cluster = cls(**kwargs)
+    except (TypeError, ValueError, RuntimeError, OSError) as e:
+        # dask-jobqueue wraps the scheduler's start-up errors: "Cluster failed to start: <the ValueError>"
+        cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else e
+        said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(f"cluster: {JOBQUEUE[kind]} refused its arguments (the cluster spec and its "
+                              f"'options'): {said}") from None
+        raise ClusterError(f"{JOBQUEUE[kind]} could not start: {said}") from None
+    try:
+        adapt = spec.get("adapt")
+        if adapt:
+            low, high = adapt.get("minimum_jobs", 0), adapt.get("maximum_jobs", 1)
+            cluster.scale(jobs=max(low, 1))   # a first job to wait for; adaptivity takes over once it joined
+            wait_for_first_worker(cluster, starts, timeout)
+            cluster.adapt(minimum_jobs=low, maximum_jobs=high)
+        else:
+            cluster.scale(jobs=spec.get("jobs", 1))
+            wait_for_first_worker(cluster, starts, timeout)
+    except BaseException:   # no worker in time, or Ctrl-C while waiting: cancel what was submitted
+        try:
+            cluster.close()
+        except Exception as e:  # pragma: no cover - the error above is the one to report
+            log.warning("molexp: closing the %s cluster failed: %s: %s", kind, type(e).__name__, e)
+        raise
     return cluster

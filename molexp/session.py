@@ -22,7 +22,7 @@ from . import files as _files
 from .checkpoint import Checkpoint
 from .compile import compile_graph
 from .engine import Driver
-from .errors import CheckpointError, ConfigError, TaskDefinitionError
+from .errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
 from .filehash import HashCache
 from .graph import gc_paused
 from .progress import Progress
@@ -88,6 +88,9 @@ class RunSession:
             yield from self.driver.iterate(self.compiled, self.cached)
             if self.driver.fatal is not None:
                 raise self._fatal()
+        except ClusterError as e:   # the cluster was lost: every task has its outcome, said truly
+            e.results = self._results()
+            raise
         finally:
             if self.compiled.durations_path is not None:  # priority scheduling: remember durations
                 durations.save(self.compiled.durations_path, self.compiled.known_durations or {},

@@ -65,7 +65,8 @@ def chains(project, n_chains=4, length=5, seconds=0.3):
     e = Experiment("chains", workdir=project)
     for c in range(n_chains):
         for i in range(length):
-            e.add_task(LocalTask(f"c{c}-{i}", commands=[f"sleep {seconds}", "echo $MOLEXP_TASK >> done.txt"],
+            e.add_task(LocalTask(f"c{c}-{i}", commands=["echo $MOLEXP_TASK >> started.txt", f"sleep {seconds}",
+                                                       "echo $MOLEXP_TASK >> done.txt"],
                                  deps=[f"c{c}-{i - 1}"] if i else []))
     return e
 
@@ -202,11 +203,19 @@ def test_scheduler_killed_mid_run_is_a_clear_error_and_resume_completes(project,
     threading.Thread(target=kill_scheduler_when_half_done, daemon=True).start()
     t0 = time.monotonic()
     try:
-        with pytest.raises(ClusterError, match="lost the connection to the Dask scheduler"):
+        with pytest.raises(ClusterError, match="lost the connection to the Dask scheduler") as lost:
             ExperimentExecutor(e, address=first.address, progress=False, checkpoint_dir="ck").run()
         assert time.monotonic() - t0 < 60
     finally:
         first.close()
+    # every task has an outcome, and none that started claims it did not
+    said = lost.value.results
+    assert set(said) == set(e.tasks)
+    started = set((project / "started.txt").read_text().split())
+    for name, r in said.items():
+        if r.reason and r.reason.startswith("not started"):
+            assert name not in started, (name, r.reason)
+    assert any(r.reason and r.reason.startswith("stopped while running: lost the connection") for r in said.values())
     from molexp.journal import read_state
 
     recorded = {n for n, r in read_state(project / "ck")["records"].items() if r["status"] == "completed"}
