@@ -67,6 +67,8 @@ class Driver:
         self._held: dict[str, list[tuple]] = {}
         self._ready: deque[TaskResult] = deque()
         self.interrupted = False
+        self._escalated = False   # a second interrupt: the caller SIGKILLs the task processes
+        self._killed: set[str] = set()   # tasks whose command that SIGKILL ended
         self.fatal: Exception | None = None   # the checkpoint could not be written: the run stopped for it
         # whether every task that starts says so (else, for a task with no outcome, molexp cannot tell
         # whether it had started)
@@ -109,6 +111,24 @@ class Driver:
                     drain_deadline = time.monotonic() + self.kill_grace + 5.0
                     continue
                 kind = event[0]
+                if kind == "interrupt":
+                    # A signal the caller turned into an event (the `molexp` command: ("interrupt", None,
+                    # "SIGTERM", escalate)), so no KeyboardInterrupt lands in the middle of the loop. The first
+                    # stops the run as Ctrl-C does. ``escalate`` (set on a later one) is called once the stop
+                    # flag is set, so nothing starts after it (the command SIGKILLs the task processes); their
+                    # outcomes are then awaited a short while only.
+                    if not self.interrupted:
+                        self.interrupted = True
+                        self.stop(f"interrupted ({event[2]})")
+                        drain_deadline = time.monotonic() + self.kill_grace + 5.0
+                    if event[3] and not self._escalated:
+                        self._escalated = True
+                        drain_deadline = min(drain_deadline or float("inf"), time.monotonic() + 3.0)
+                        if callable(event[3]):
+                            event[3]()
+                    continue
+                if self._escalated and kind in ("done", "crash"):
+                    _killed_by_us(event[2], self._killed)
                 if kind == "engine-done":
                     engine_done = True
                 elif kind == "engine-error":
@@ -267,3 +287,23 @@ class Driver:
                     result = TaskResult(name, TaskStatus.SKIPPED, reason=self._upstream_reason(name) or (
                         unknown if self.backend.may_have_started(name) else f"not started: {why}"))
                 self._final(result)
+
+
+def _killed_by_us(result, killed: set[str]) -> None:
+    """A command killed by a signal after a second interrupt (the caller SIGKILLs the run's task processes)
+    was interrupted while running, as a task the runtime terminates is: say so (and a dependent that
+    heard it "failed" first heard of a skipped task)."""
+    if not isinstance(result, TaskResult):
+        return
+    if result.status is TaskStatus.FAILED and result.failure == FailureKind.SIGNAL.value:
+        killed.add(result.name)
+        result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
+        result.failure = FailureKind.CANCELLED.value
+        result.error = f"killed by molexp after a second interrupt: {result.command}"
+        if result.attempt_log:
+            last = result.attempt_log[-1]
+            last.failure, last.error = result.failure, result.error
+    elif result.status is TaskStatus.SKIPPED and result.reason and result.reason.startswith("upstream '"):
+        dep = result.reason[len("upstream '"):].rsplit("' failed", 1)[0]
+        if result.reason == f"upstream {dep!r} failed" and dep in killed:
+            result.reason = f"upstream {dep!r} was skipped"

@@ -41,8 +41,13 @@ class Experiment:
                  tasks: Iterable[Task] = ()):
         if not isinstance(name, str) or not name.strip():
             raise ValidationError(f"experiment name must be a non-empty string, got {name!r}")
+        if "\0" in name:
+            raise ValidationError(f"experiment name must not contain a NUL character (\\x00), got {name!r}")
         self.name = name
         self.workdir = os.fspath(workdir) if workdir is not None else "."
+        if "\0" in str(self.workdir):
+            raise ValidationError(f"experiment {name!r}: workdir must not contain a NUL character, got "
+                                  f"{self.workdir!r}")
         if params is not None and not isinstance(params, Mapping):
             raise ValidationError(f"experiment {name!r}: params must be a mapping, got {type(params).__name__}")
         self.params = dict(params or {})

@@ -56,6 +56,8 @@ class Task:
                  inputs: Any = None, outputs: Any = None):
         if not isinstance(name, str) or not name.strip():
             raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
+        if "\0" in name:
+            raise TaskDefinitionError(f"task name must not contain a NUL character (\\x00), got {name!r}")
         self.name = name
         # (the `is None` tests skip the checks of options not given: 100,000 tasks are built in a blink)
         self.deps = _dep_names(name, deps)
@@ -70,12 +72,20 @@ class Task:
         if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
             raise TaskDefinitionError(f"task {name!r}: cwd must be a path, got {type(cwd).__name__}")
         self.cwd = os.fspath(cwd) if cwd is not None else None
+        if self.cwd is not None and "\0" in str(self.cwd):
+            raise TaskDefinitionError(f"task {name!r}: cwd must not contain a NUL character, got {self.cwd!r}")
         self.env = {}
         if env is not None:
             env = _mapping(name, "env", env)
             for k, v in env.items():
                 if not isinstance(v, str):
                     raise TaskDefinitionError(f"task {name!r}: env[{k!r}] must be a string, got {type(v).__name__}")
+                if "\0" in v:
+                    raise TaskDefinitionError(
+                        f"task {name!r}: env[{k!r}] must not contain a NUL character (\\x00), got {v!r}")
+                if not k or "=" in k or "\0" in k:
+                    raise TaskDefinitionError(f"task {name!r}: env names must be non-empty, without '=' or a NUL "
+                                              f"character, got {k!r}")
             self.env = dict(env)
         self.inputs = [] if inputs is None else declare(name, "inputs", inputs)
         self.outputs = [] if outputs is None else declare(name, "outputs", outputs)
@@ -155,6 +165,9 @@ class LocalTask(Task):
                 if not isinstance(c, str) or not c.strip():
                     raise TaskDefinitionError(
                         f"task {name!r}: commands[{i}] must be a non-empty string, got {c!r}")
+            if "\0" in c:
+                raise TaskDefinitionError(f"task {name!r}: commands[{i}] must not contain a NUL character (\\x00: "
+                                          f"bash cannot receive one), got {c!r}")
         self.commands = list(commands)
 
     def _fields(self) -> dict[str, Any]:
@@ -177,7 +190,11 @@ class LocalTask(Task):
             if files is not None and var in files:
                 return files[var]
             if var in values:
-                return shlex.quote(str(values[var])) if match.group(4) else str(values[var])
+                text = str(values[var])
+                if "\0" in text:
+                    raise TemplateError(f"task {self.name!r}: the value of ${var} in command {cmd!r} contains a NUL "
+                                        f"character (\\x00), which a command cannot hold: {text!r}")
+                return shlex.quote(text) if match.group(4) else text
             if var in self.env or var in environ or var in RUNTIME_ENV:
                 return f'"${{{var}}}"' if match.group(4) else match.group(0)
             known = ", ".join(sorted(values)) or "none"
