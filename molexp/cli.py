@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"molexp: checkpoint error: {_one_line(e)}")
         return EXIT_CHECKPOINT
     except ClusterError as e:
+        if getattr(e, "results", None) is not None:   # lost mid-run: every task's outcome, said truly
+            _print(e.results.table())
         _say(f"molexp: cluster error: {_one_line(e)}")
         return EXIT_CLUSTER
     except MolexpError as e:
@@ -280,6 +282,8 @@ def _run(args, signals: Signals) -> int:
         print(plan.table())
         return EXIT_OK
     spec = cluster_spec(work, args)
+    if spec:
+        _quiet_dask_client()
     target = make_cluster(spec) if spec else None
     address, cluster = (target, None) if isinstance(target, str) else (None, target)
     signals.install()   # again: importing dask-jobqueue may have replaced the SIGINT handler
@@ -322,6 +326,17 @@ def _run(args, signals: Signals) -> int:
         if r.stderr_path:
             _print(f"(full log: {r.stderr_path})")
     return EXIT_OK if results.ok else EXIT_FAILED
+
+
+def _quiet_dask_client() -> None:
+    """A lost scheduler is molexp's one-line cluster error (exit 3) with the table: the client's own logs of
+    it (its reconnection attempts, the tracebacks of closing a dead connection) would only say it again, as
+    ~40 lines. Set after importing distributed, which configures its loggers when imported."""
+    import distributed  # noqa: F401
+
+    for name in ("distributed.client", "distributed.utils", "distributed.core", "distributed.comm",
+                 "distributed.batched"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 class Signals:

@@ -91,4 +91,7 @@ class ExecutionError(MolexpError, RuntimeError):
 
 
 class ClusterError(MolexpError, RuntimeError):
-    """The Dask cluster could not be reached, or was lost during a run. The checkpoint (if any) is intact."""
+    """The Dask cluster could not be reached, or was lost during a run. The checkpoint (if any) is intact.
+    ``results`` holds the run's results when it was lost mid-run (None when nothing ran)."""
+
+    results = None

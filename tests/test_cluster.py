@@ -269,3 +269,36 @@ def test_workers_watch_a_runs_cancel_flag_only_while_it_runs(project, dask_proce
         assert client.run_on_scheduler(taskfuncs.cancel_events) == []
     dask_processes.close()
     assert "ERROR" not in (dask_processes.directory / "scheduler.log").read_text()
+
+
+def test_molexp_run_losing_its_scheduler_prints_the_table_and_one_line(project, tmp_path):
+    """`molexp run --address` and the scheduler killed mid-run: exit 3, the table (running tasks say they
+    were stopped while running), one line on stderr and none of Dask's tracebacks or reconnection logs."""
+    (tmp_path / "cl").mkdir()
+    procs = DaskProcesses(tmp_path / "cl")
+    (project / "exp.yaml").write_text(
+        "name: lose\n"
+        "tasks:\n"
+        "  - {name: long, type: shell, commands: ['touch long-started', 'sleep 120']}\n"
+        "  - {name: quick, type: shell, commands: ['true']}\n"
+        "  - {name: after, type: shell, commands: ['true'], deps: [long]}\n")
+    try:
+        run = subprocess.Popen([sys.executable, "-m", "molexp.cli", "run", "exp.yaml", "--address", procs.address,
+                                "--no-progress"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 60
+        while not (project / "long-started").exists():
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()
+            time.sleep(0.05)
+        time.sleep(1.0)   # the start event reaches the driver
+        os.killpg(procs.scheduler.pid, signal.SIGKILL)
+        out, err = run.communicate(timeout=90)
+    finally:
+        procs.close()
+    assert run.returncode == 3, (out, err)
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert "stopped while running: lost the connection" in rows["long"], out
+    assert "completed" in rows["quick"] and "not started" in rows["after"] or "upstream" in rows["after"], out
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert "Traceback" not in err and "Failed to reconnect" not in err, err
+    assert [x for x in lines if x.startswith("molexp: cluster error: lost the connection")], err
