@@ -21,7 +21,8 @@ import psutil
 # (a LocalCluster's workers) and Python's own helpers.
 session_pids: set[int] = set()
 session_files: set[str] = set()   # /dev/shm and temporary-directory entries of the session's fixtures
-_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+# (molexp's watchdog lives as long as the process that runs tasks: the test session itself, for local runs)
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "--watchdog")
 
 
 @contextlib.contextmanager

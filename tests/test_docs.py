@@ -211,9 +211,10 @@ def test_clusters_page(project, capsys, caplog):
         with caplog.at_level(logging.INFO, logger="molexp"):
             ns = run_python_blocks("clusters.md")
         out = capsys.readouterr().out
+        address = json.loads((project / "scheduler.json").read_text())["address"]
     finally:
-        procs.close()
-    assert json.loads((project / "scheduler.json").read_text())["address"] == ns["address"]
+        procs.close()   # (a scheduler stopped with SIGTERM removes its file)
+    assert address == ns["address"]
     assert "http://" in out                      # the dashboard link, printed
     assert "dashboard: http://" in caplog.text   # and logged by molexp
     assert len((project / "done.txt").read_text().split()) == 12 + 6  # by-address twice, dashboard once
