@@ -155,7 +155,8 @@ def _context(executor, work, params, context, run_id: str):
                      # locally a start costs a queue put: always told, so "not started" is always true
                      report_starts=executor._progress_callback is not None or executor.client is None,
                      pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
-                     hash_outputs=cfg.checkpoint_dir is not None)
+                     hash_outputs=cfg.checkpoint_dir is not None, condition_timeout=cfg.condition_timeout,
+                     keep_processes=cfg.keep_processes)
     return ctx, graph
 
 
