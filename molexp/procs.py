@@ -241,6 +241,22 @@ def _start_watchdog(o: _Owner) -> None:
     finally:
         os.close(r)
     o.pipe = w
+    import atexit
+
+    atexit.register(_stop_watchdog, o)
+
+
+def _stop_watchdog(o: _Owner) -> None:
+    """At a normal exit: close the pipe and wait (briefly) for the watchdog to finish, so that it does not
+    outlive its owner even by the moment its last look at /proc takes."""
+    if o is not _owner or o.pipe < 0 or not o.watchdog:
+        return
+    os.close(o.pipe)
+    o.pipe = -1
+    try:
+        o.watchdog.wait(2)
+    except Exception:  # noqa: BLE001  (a timeout: it is left to finish on its own)
+        pass
 
 
 def watchdog_pid() -> int | None:
