@@ -33,6 +33,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 _REAP_WAIT = 2.0                    # seconds to wait for killed processes to become reapable
 _ROUNDS = 64                        # sweeps of one attempt, each after killing what the previous one found
+_STOP_WAIT = 1.0                    # seconds to wait for a tree to stop before killing it anyway
+_UNSURE = 5                         # looks again at a process whose environment cannot be read (mid-exec)
 
 
 def _read(path: str) -> bytes:
@@ -94,12 +96,13 @@ def children(pid: int) -> list[int]:
 
 
 def kill_trees(roots, skip=()) -> list[int]:
-    """Stop (SIGSTOP) each root and all its descendants, listing the tree as it freezes (a stopped process
-    can neither fork nor reap a child, so the list cannot go stale), then SIGKILL every one of them.
-    Returns the pids signalled."""
+    """Stop (SIGSTOP) each root and all its descendants, listing each one's children once it has stopped (a
+    stopped process is not half-way through a fork and can neither fork nor reap), then SIGKILL every one of
+    them. Returns the pids signalled."""
     seen = set(skip)
     stopped: list[int] = []
     todo = list(roots)
+    deadline = time.monotonic() + _STOP_WAIT
     try:
         while todo:
             pid = todo.pop()
@@ -111,6 +114,7 @@ def kill_trees(roots, skip=()) -> list[int]:
             except OSError:   # gone, or not ours to signal
                 continue
             stopped.append(pid)
+            _until_stopped(pid, deadline)
             todo.extend(children(pid))
     finally:
         for pid in stopped:
@@ -119,6 +123,18 @@ def kill_trees(roots, skip=()) -> list[int]:
             except OSError:
                 pass
     return stopped
+
+
+def _until_stopped(pid: int, deadline: float) -> None:
+    """Wait until a process sent SIGSTOP is stopped (or dead), at most until ``deadline`` (a process in an
+    uninterruptible sleep stops only when it wakes)."""
+    delay = 0.0001
+    while True:
+        st = _stat(pid)
+        if st is None or st[0] in b"TtZX" or time.monotonic() > deadline:
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
 
 
 # -- the watchdog (a separate process) -----------------------------------------------------------------
@@ -352,28 +368,43 @@ class Scope:
         skip = set(o.leaders)
         if o.watchdog:
             skip.add(o.watchdog.pid)
-        killed: set[int] = set()
+        done: set[int] = set()
         strays: list[int] = []
+        unsure_rounds = 0
         for _ in range(_ROUNDS):
             roots = []
+            unsure = False
             for k in _read(o.children).split():
                 pid = int(k)
-                if pid in skip or pid in killed or pid in o.leaders:
+                if pid in skip or pid in done or pid in o.leaders:
                     continue
                 st = _stat(pid)
                 if st is None:
                     continue
                 state, sid, start = st
-                if sid in sessions or (state != b"Z" and mark in b"\0" + _environ(pid) + b"\0"):
+                if sid in sessions:
                     roots.append(pid)
-                elif state == b"Z" and sid != o.sid and start >= o.since:
-                    # An orphan adopted while tasks ran, already dead, its environment gone: molexp made it
-                    # a child of this process, nobody else can wait for it.
-                    strays.append(pid)
-            if not roots:
+                elif state == b"Z":
+                    if sid != o.sid and start >= o.since:
+                        # An orphan adopted while tasks ran, already dead, its environment gone: molexp made
+                        # it a child of this process, nobody else can wait for it.
+                        strays.append(pid)
+                        done.add(pid)
+                else:
+                    env = _environ(pid)
+                    if mark in b"\0" + env + b"\0":
+                        roots.append(pid)
+                    elif not env:
+                        unsure = True   # between two execs (or started with no environment): look again
+            if roots:
+                killed = kill_trees(roots, skip=skip)
+                _reap_killed(killed)   # once reaped, what they had started is our child: the next round sees it
+                done.update(killed)
+            elif unsure and unsure_rounds < _UNSURE:
+                unsure_rounds += 1
+                time.sleep(0.002)
+            else:
                 break
-            killed.update(kill_trees(roots, skip=skip))
-        _reap_killed(killed)
         for pid in strays:
             try:
                 os.waitpid(pid, os.WNOHANG)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 import random
-import re
 import select
-import shutil
 import signal
 import subprocess
 import threading
@@ -20,12 +18,11 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable
 
 from . import affinity, filehash, files, procs
 from .result import Attempt, FailureKind, TaskResult, TaskStatus
-from .spawn import spawn
+from .spawn import devnull, direct_argv, path_of, spawn
 
 _POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
 _TAIL_BYTES = 4096   # how much of each log the result keeps
@@ -410,7 +407,7 @@ def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult
             procs.Scope(_keeps(ctx, spec)) as scope:
         scope.tag(env)
         for cmd in spec.commands:
-            rc, peak, cpu = _run_command(_direct_argv(cmd, spec.cwd, _path_of(env)), cmd, spec, ctx, env,
+            rc, peak, cpu = _run_command(direct_argv(cmd, spec.cwd, path_of(env)), cmd, spec, ctx, env,
                                          out, err, deadline, cores, scope)
             result.returncodes.append(rc)
             if peak:
@@ -495,14 +492,14 @@ def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunConte
     with affinity.pinned(cores):
         if argv is not None:
             try:
-                proc = spawn(argv, spec.cwd, env, _devnull(), out, err) or subprocess.Popen(
-                    argv, cwd=spec.cwd, env=env, stdin=_devnull(), stdout=out, stderr=err, start_new_session=True)
+                proc = spawn(argv, spec.cwd, env, devnull(), out, err) or subprocess.Popen(
+                    argv, cwd=spec.cwd, env=env, stdin=devnull(), stdout=out, stderr=err, start_new_session=True)
             except OSError:
                 proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
         if proc is None:
             try:
                 proc = subprocess.Popen(["/bin/bash", "-o", "pipefail", "-c", cmd] if ctx.pipefail else
-                                        ["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=_devnull(),
+                                        ["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=devnull(),
                                         stdout=out, stderr=err, start_new_session=True)
             except OSError as e:
                 raise _Outcome(FailureKind.ERROR, f"cannot start command {cmd!r} in {spec.cwd!r}: {e}",
@@ -512,13 +509,6 @@ def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunConte
         return _wait(proc, cmd, spec, ctx, deadline)
     finally:
         scope.ended(proc.pid)
-
-
-@lru_cache(maxsize=1)
-def _devnull() -> int:
-    """One read-only /dev/null descriptor for every command's stdin (close-on-exec; the child gets it as fd 0),
-    instead of an open and a close per command."""
-    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, deadline) -> tuple[int, int, float]:
@@ -573,40 +563,6 @@ def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, dea
     if rc != 0:
         procs.kill_group(pid, signal.SIGKILL)  # leave nothing behind a failed command
     return rc, peak, cpu
-
-
-# bash words that are not programs on PATH (or behave differently as programs): these go through bash.
-_BASH_ONLY = frozenset("""cd exit export source . set unset alias eval exec read shift ulimit umask wait trap
-return break continue declare local readonly typeset let hash type command builtin enable history jobs fg bg
-disown suspend times shopt pushd popd dirs logout mapfile readarray caller compgen complete getopts help if
-then else elif fi for while until do done case esac function time select coproc ! [[ ]] { }""".split())
-_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*")
-
-
-def _direct_argv(cmd: str, cwd: str, path: str) -> list[str] | None:
-    """The argv to exec directly when ``cmd`` needs nothing from a shell (no quotes, $, globs, redirects,
-    pipes, builtins); None when bash must run it. Spawning without a shell halves the cost of a command."""
-    cmd = cmd.strip()
-    if not _PLAIN.fullmatch(cmd):
-        return None
-    argv = cmd.split()
-    prog = argv[0]
-    if prog in _BASH_ONLY or "=" in prog:
-        return None
-    if "/" in prog:
-        return argv
-    exe = _which(prog, path)
-    return None if exe is None else [exe, *argv[1:]]
-
-
-def _path_of(env: dict) -> str:
-    path = env.get(b"PATH") if b"PATH" in env else env.get("PATH", "")
-    return os.fsdecode(path) if path else ""
-
-
-@lru_cache(maxsize=1024)
-def _which(prog: str, path: str) -> str | None:
-    return shutil.which(prog, path=path)
 
 
 def _signal_name(signum: int) -> str:

@@ -16,7 +16,6 @@ import time
 
 import psutil
 import pytest
-from conftest import dedent, no_process_matching
 
 from molexp import ConfigError, Experiment, ExperimentExecutor, LocalTask, PythonTask, TaskStatus, procs
 
