@@ -382,20 +382,24 @@ class Scope:
                 if st is None:
                     continue
                 state, sid, start = st
-                if sid in sessions:
-                    roots.append(pid)
-                elif state == b"Z":
-                    if sid != o.sid and start >= o.since:
-                        # An orphan adopted while tasks ran, already dead, its environment gone: molexp made
-                        # it a child of this process, nobody else can wait for it.
+                if state == b"Z":
+                    if sid in sessions or (sid != o.sid and start >= o.since):
+                        # Dead (killed with its command's process group, or on its own) after this process
+                        # adopted it, its environment gone: nobody else can wait for it.
                         strays.append(pid)
                         done.add(pid)
-                else:
-                    env = _environ(pid)
-                    if mark in b"\0" + env + b"\0":
+                    continue
+                env = _environ(pid)
+                if mark in b"\0" + env + b"\0":
+                    roots.append(pid)
+                elif not env:
+                    # No environment: between two execs, or cleared. In a session of this attempt's commands, it
+                    # is ours. (A session alone is not proof: the pid of a command that ended may have been
+                    # reused by a new session leader since.)
+                    if sid in sessions:
                         roots.append(pid)
-                    elif not env:
-                        unsure = True   # between two execs (or started with no environment): look again
+                    else:
+                        unsure = True   # look again
             if roots:
                 killed = kill_trees(roots, skip=skip)
                 _reap_killed(killed)   # once reaped, what they had started is our child: the next round sees it

@@ -34,6 +34,15 @@ def matching(fragment: str) -> list[psutil.Process]:
     return out
 
 
+def none_left(fragment: str) -> bool:
+    """No live process runs ``fragment``, now and a moment later (a process caught between two execs has no
+    command line for an instant)."""
+    if matching(fragment):
+        return False
+    time.sleep(0.3)
+    return not matching(fragment)
+
+
 def gone_within(fragment: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while matching(fragment):
@@ -84,7 +93,7 @@ def test_processes_a_successful_task_leaves_behind_are_gone_when_it_ends(project
     try:
         results = ExperimentExecutor(e, progress=False, **target).run()
         assert results.ok, results.table()
-        assert not matching("sleep 181.0")      # no wait: the task ended after its processes did
+        assert none_left("sleep 181.0")      # the task ended after its processes did
         if not target:
             assert not own_zombies()               # and each was reaped
     finally:
@@ -104,7 +113,7 @@ def test_processes_of_a_failed_timed_out_or_memory_killed_task_are_gone(project,
         assert results["times-out"].failure == "timeout"
         assert results["memory"].failure == "memory_limit"
         assert results["isolated"].ok
-        assert not matching("sleep 182.0")
+        assert none_left("sleep 182.0")
         if not target:
             assert not own_zombies()
     finally:
@@ -126,7 +135,7 @@ def test_a_cancelled_task_takes_its_setsid_children_along(project):
         assert results["bad"].failure == "exit"
         assert results["long"].status is TaskStatus.SKIPPED
         assert results["long"].reason.startswith("terminated while running")
-        assert not matching("sleep 183.0") and not own_zombies()
+        assert none_left("sleep 183.0") and not own_zombies()
     finally:
         kill_all("sleep 183.0")
 
@@ -137,7 +146,7 @@ def test_background_processes_live_until_the_task_ends_so_later_commands_can_use
     try:
         assert ExperimentExecutor(e, progress=False).run().ok
         assert (project / "seen.txt").read_text().strip()   # alive during the second command
-        assert not matching("sleep 184.01")
+        assert none_left("sleep 184.01")
     finally:
         kill_all("sleep 184.01")
 
@@ -149,8 +158,9 @@ def test_keep_processes_lets_the_named_tasks_leave_a_daemon_running(project):
     try:
         results = ExperimentExecutor(e, progress=False, keep_processes=["start-server"]).run()
         assert results.ok
-        assert matching("sleep 185.01") and matching("sleep 185.02")
-        assert not matching("sleep 185.03")
+        wait_for("sleep 185.01", 10)
+        wait_for("sleep 185.02", 10)
+        assert none_left("sleep 185.03")
         # the kept processes carry no molexp token: a dying worker's watchdog leaves them alone too
         environ = matching("sleep 185.01")[0].environ()
         assert procs.SCOPE_VAR not in environ or environ[procs.SCOPE_VAR] == os.environ.get(procs.SCOPE_VAR)
