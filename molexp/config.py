@@ -160,6 +160,22 @@ def _task_names_or_bool(key: str, value: Any) -> bool | frozenset[str]:
     return frozenset(names)
 
 
+def check_kept_tasks(config: ExecutionConfig, names) -> None:
+    """Raise ``ConfigError`` when ``keep_processes`` names a task that is not among ``names`` (the run's
+    tasks; a sweep's copy ``t[x=1]`` counts as ``t``): a misspelt name would silently kill the daemon."""
+    keep = config.keep_processes
+    if isinstance(keep, bool):
+        return
+    known = set(names)
+    known.update(n.split("[", 1)[0] for n in list(known) if "[" in n)
+    unknown = sorted(keep - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"option 'keep_processes' names {', '.join(map(repr, unknown))}, not a task of this "
+                          f"run{hint}")
+
+
 def _path(key: str, value: Any) -> str | None:
     if value is None:
         return None

@@ -135,6 +135,7 @@ class RunSession:
 
 def _context(executor, work, params, context, run_id: str):
     """(the run's context, the work's graph) for ``executor``; raises on bad input."""
+    from .config import check_kept_tasks
     from .executors.base import as_graph
 
     if work is None:
@@ -145,6 +146,7 @@ def _context(executor, work, params, context, run_id: str):
     if context is not None and not isinstance(context, Mapping):
         raise ConfigError(f"context= expects a mapping, got {type(context).__name__}")
     cfg = executor.config
+    check_kept_tasks(cfg, graph.tasks)
     ctx = RunContext(run_id=run_id, experiment=exp_name, workdir=str(Path(workdir).resolve()),
                      sink=None, cancel=None, params={**default_params, **(params or {})},
                      context=dict(context or {}), condition=executor._condition,

@@ -179,6 +179,15 @@ def test_keep_processes_is_validated():
         ex.configure(keep_processes=["a", 3])
 
 
+def test_keep_processes_naming_no_task_of_the_run_is_refused_before_anything_runs(project):
+    e = Experiment("typo", workdir=project)
+    e.add_task(LocalTask("start-server", commands=["touch ran"]))
+    with pytest.raises(ConfigError, match="option 'keep_processes' names 'start-sever', not a task of this run "
+                                          r"\(did you mean 'start-server'\?\)"):
+        ExperimentExecutor(e, progress=False, keep_processes=["start-sever"]).run()
+    assert not (project / "ran").exists()
+
+
 # -- a dead owner -----------------------------------------------------------------------------------
 
 # argv: workdir, a sleep's length (the marker, given here so that this script's own command line does not match)
