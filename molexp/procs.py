@@ -70,6 +70,12 @@ def _environ(pid: int) -> bytes:
         os.close(fd)
 
 
+def _start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (None when it is gone): with its pid, its identity."""
+    st = _stat(pid)
+    return None if st is None else st[2]
+
+
 def _stat(pid: int):
     """(state, session id, start time in clock ticks since boot) of a process, or None when it is gone."""
     data = _read(f"/proc/{pid}/stat")
@@ -180,7 +186,6 @@ class _Owner:
         self.token = f"{self.pid:x}{os.urandom(4).hex()}"
         self.count = 0                      # scopes opened (the n of each tag)
         self.open = 0                       # scopes open now (the process is a subreaper while > 0)
-        self.since = 0                      # clock tick at which the process last became a subreaper
         self.lock = threading.Lock()        # count / open / subreaper / watchdog start
         self.sweep = threading.Lock()       # one sweep at a time (they look at the same list of children)
         self.leaders: set[int] = set()      # commands running now (never swept, never reaped here)
@@ -188,6 +193,8 @@ class _Owner:
         self.pipe = -1                      # our end of its pipe
         self.children = f"/proc/{self.pid}/task/{self.pid}/children"
         self.children_fd = -1               # that file, kept open: a pread costs a tenth of open+read+close
+        self.quiet: dict[int, int] = {}     # children the last sweep found to be no attempt's: pid -> start
+        self.mark = f"\0{SCOPE_VAR}={self.token}.".encode()   # in the environment of every tagged process
         self.sid = os.getsid(0)
 
 
@@ -287,13 +294,14 @@ class Scope:
     (its leader), and leaving the block terminates whatever the attempt left behind. ``keep=True``: a scope
     that tags nothing and kills nothing (a task that must leave a daemon running)."""
 
-    __slots__ = ("tag_value", "leaders", "keep", "owner")
+    __slots__ = ("tag_value", "leaders", "keep", "owner", "t0")
 
     def __init__(self, keep: bool = False):
         self.keep = keep
         self.leaders: list[int] = []
         self.tag_value: bytes | None = None
         self.owner: _Owner | None = None
+        self.t0 = 0.0
 
     def __enter__(self) -> "Scope":
         if self.keep or _prctl is None:
@@ -304,7 +312,6 @@ class Scope:
                 if _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
                     self.owner = None
                     return self
-                o.since = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICK) - 1
             o.open += 1
             o.count += 1
             n = o.count
@@ -316,6 +323,7 @@ class Scope:
                 except OSError:
                     pass
         self.tag_value = f"{o.token}.{n}".encode()
+        self.t0 = time.clock_gettime(time.CLOCK_BOOTTIME)
         return self
 
     def tag(self, env: dict) -> dict:
@@ -352,7 +360,9 @@ class Scope:
                 kids = _read(o.children)
             if kids:   # orphans, or children of the main thread: are any of them not running commands?
                 wd = o.watchdog.pid if o.watchdog else -1
-                if any(int(k) not in o.leaders and int(k) != wd for k in kids.split()):
+                extra = [pid for pid in map(int, kids.split()) if pid not in o.leaders and pid != wd]
+                quiet = o.quiet
+                if extra and not (quiet and all(quiet.get(pid, -1) == _start(pid) for pid in extra)):
                     with o.sweep:
                         self._sweep(o)
         finally:
@@ -371,9 +381,11 @@ class Scope:
         done: set[int] = set()
         strays: list[int] = []
         unsure_rounds = 0
+        began = int(self.t0 * _TICK)   # /proc's start times are in ticks: a process of the same tick is not "after"
         for _ in range(_ROUNDS):
             roots = []
             unsure = False
+            quiet: dict[int, int] | None = {}   # children that are no attempt's (None: some may be another's)
             for k in _read(o.children).split():
                 pid = int(k)
                 if pid in skip or pid in done or pid in o.leaders:
@@ -383,23 +395,32 @@ class Scope:
                     continue
                 state, sid, start = st
                 if state == b"Z":
-                    if sid in sessions or (sid != o.sid and start >= o.since):
+                    if sid in sessions or (sid != o.sid and start > began):
                         # Dead (killed with its command's process group, or on its own) after this process
-                        # adopted it, its environment gone: nobody else can wait for it.
+                        # adopted it, its environment gone: nobody else can wait for it. (A child of the user's
+                        # own, started in a new session during this attempt and not yet waited for, would look
+                        # the same: docs/resources.md says so.)
                         strays.append(pid)
                         done.add(pid)
+                    else:
+                        quiet = None    # perhaps another attempt's, to be reaped by it: do not hide it
                     continue
-                env = _environ(pid)
-                if mark in b"\0" + env + b"\0":
+                env = b"\0" + _environ(pid) + b"\0"
+                if mark in env:
                     roots.append(pid)
-                elif not env:
+                elif env == b"\0\0":
                     # No environment: between two execs, or cleared. In a session of this attempt's commands, it
                     # is ours. (A session alone is not proof: the pid of a command that ended may have been
                     # reused by a new session leader since.)
                     if sid in sessions:
                         roots.append(pid)
-                    else:
-                        unsure = True   # look again
+                    elif start >= began:
+                        unsure = True   # started during this attempt: look again
+                    quiet = None
+                elif o.mark in env:
+                    quiet = None        # another attempt's
+                elif quiet is not None:
+                    quiet[pid] = start
             if roots:
                 killed = kill_trees(roots, skip=skip)
                 _reap_killed(killed)   # once reaped, what they had started is our child: the next round sees it
@@ -408,6 +429,7 @@ class Scope:
                 unsure_rounds += 1
                 time.sleep(0.002)
             else:
+                o.quiet = quiet or {}
                 break
         for pid in strays:
             try:

@@ -151,6 +151,23 @@ def test_background_processes_live_until_the_task_ends_so_later_commands_can_use
         kill_all("sleep 184.01")
 
 
+def test_the_users_own_children_are_neither_killed_nor_reaped(project):
+    plain = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 7"])
+    own_session = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 8"], start_new_session=True)
+    long = subprocess.Popen(["sleep", "188.01"], start_new_session=True)
+    e = Experiment("users", workdir=project)
+    for i in range(6):   # orphans to sweep while the user's children end
+        e.add_task(LocalTask(f"t{i}", commands=[f"setsid sleep 188.1{i} &", "sleep 0.3"]))
+    try:
+        assert ExperimentExecutor(e, progress=False, max_workers=2).run().ok
+        assert plain.wait(10) == 7 and own_session.wait(10) == 8   # their exit codes are still theirs to read
+        assert long.poll() is None and none_left("sleep 188.1")
+    finally:
+        long.kill()
+        long.wait()
+        kill_all("sleep 188.1")
+
+
 def test_keep_processes_lets_the_named_tasks_leave_a_daemon_running(project):
     e = Experiment("daemons", workdir=project)
     e.add_task(LocalTask("start-server", commands=["setsid sleep 185.01 &", "nohup sleep 185.02 >/dev/null &"]))
