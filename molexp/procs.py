@@ -214,7 +214,9 @@ def _probe():
             return None
         global _already
         _already = bool(was.value)
-        return libc.prctl
+        # Called without releasing the GIL (PyDLL): prctl returns at once, and giving the GIL away on a busy
+        # worker can cost a switch interval (5 ms) to get it back.
+        return ctypes.PyDLL(None).prctl
     except (OSError, AttributeError):
         return None
 

@@ -370,7 +370,7 @@ def _unlink(path: str) -> None:
 
 
 def _os_error(e: OSError) -> str:
-    """``[Errno 28] No space left on device`` (errno name and text, without the path)."""
+    """``ENOSPC (errno 28): No space left on device``: the error without its path (the caller names the path)."""
     import errno
 
     code = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "?"
