@@ -151,6 +151,17 @@ def test_background_processes_live_until_the_task_ends_so_later_commands_can_use
         kill_all("sleep 184.01")
 
 
+def test_without_a_subreaper_the_commands_process_group_is_killed_when_the_task_ends(project, monkeypatch):
+    monkeypatch.setattr(procs, "_prctl", None)   # as on a system without PR_SET_CHILD_SUBREAPER
+    e = Experiment("fallback", workdir=project)
+    e.add_task(LocalTask("amp", commands=["sleep 189.01 &", "true"]))
+    try:
+        assert ExperimentExecutor(e, progress=False).run().ok
+        assert none_left("sleep 189.01")
+    finally:
+        kill_all("sleep 189.01")
+
+
 def test_the_users_own_children_are_neither_killed_nor_reaped(project):
     plain = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 7"])
     own_session = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 8"], start_new_session=True)
