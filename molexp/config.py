@@ -34,6 +34,11 @@ class ExecutionConfig:
     Progress: ``progress=True`` shows a tqdm bar.
     Checkpoints: ``checkpoint_dir=None``, ``checkpoint_interval=100`` task outcomes (at least) between snapshots,
     ``auto_resume=False``.
+    Conditions: ``condition_timeout=60`` s a task's condition may take (None: no bound); past it the task fails
+    (kind ``error``) and the run goes on, while the condition keeps running in its own thread.
+    Processes: ``keep_processes=False``: when a task ends, every process it started (``cmd &``, ``nohup``,
+    ``setsid``, a daemon) is killed; True, or a list of task names, lets those tasks' background processes
+    outlive them (a task that starts a server for later tasks). See docs/resources.md ("Processes").
     Shell and files: ``pipefail=True`` runs commands with ``bash -o pipefail`` (a failing command in a pipe fails
     the task); ``keep_failed_outputs=False`` removes a failed attempt's declared outputs (True keeps them, for
     debugging: a resume still runs the task again).
@@ -59,6 +64,8 @@ class ExecutionConfig:
     auto_resume: bool = False
     pipefail: bool = True
     keep_failed_outputs: bool = False
+    condition_timeout: float | None = 60.0
+    keep_processes: bool | frozenset[str] = False
 
     def merge(self, **options: Any) -> ExecutionConfig:
         """A new config with ``options`` validated and applied."""
@@ -140,6 +147,35 @@ def _bytes(key: str, value: Any) -> int | None:
     return n
 
 
+def _task_names_or_bool(key: str, value: Any) -> bool | frozenset[str]:
+    if isinstance(value, bool):
+        return value
+    expected = "True, False or a list of task names"
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise _bad(key, expected, value)
+    names = list(value)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"option {key!r} expects {expected}, got {value!r}: {name!r} is not a task name")
+    return frozenset(names)
+
+
+def check_kept_tasks(config: ExecutionConfig, names) -> None:
+    """Raise ``ConfigError`` when ``keep_processes`` names a task that is not among ``names`` (the run's
+    tasks; a sweep's copy ``t[x=1]`` counts as ``t``): a misspelt name would silently kill the daemon."""
+    keep = config.keep_processes
+    if isinstance(keep, bool):
+        return
+    known = set(names)
+    known.update(n.split("[", 1)[0] for n in list(known) if "[" in n)
+    unknown = sorted(keep - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"option 'keep_processes' names {', '.join(map(repr, unknown))}, not a task of this "
+                          f"run{hint}")
+
+
 def _path(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -169,4 +205,6 @@ _CHECKS = {
     "auto_resume": _bool,
     "pipefail": _bool,
     "keep_failed_outputs": _bool,
+    "condition_timeout": _seconds(optional=True, positive=True),
+    "keep_processes": _task_names_or_bool,
 }

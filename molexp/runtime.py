@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 import random
-import re
 import select
-import shutil
 import signal
 import subprocess
 import threading
@@ -20,12 +18,11 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable
 
-from . import affinity, filehash, files
+from . import affinity, filehash, files, procs
 from .result import Attempt, FailureKind, TaskResult, TaskStatus
-from .spawn import spawn
+from .spawn import devnull, direct_argv, path_of, spawn
 
 _POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
 _TAIL_BYTES = 4096   # how much of each log the result keeps
@@ -80,6 +77,8 @@ class RunContext:
     pipefail: bool = True                       # bash -o pipefail: a failing command in a pipe fails the task
     keep_failed_outputs: bool = False           # leave a failed attempt's declared outputs for debugging
     hash_outputs: bool = False                  # report the content hash of declared outputs (checkpoints)
+    condition_timeout: float | None = 60.0      # seconds a condition may take (None: no bound)
+    keep_processes: Any = False                 # True, or task names whose background processes may outlive them
 
 
 class _Current:
@@ -159,11 +158,9 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
         context = {**ctx.params, **ctx.context, "params": ctx.params, "upstream": {u.name: u for u in upstream}}
         for cond in conditions:
             try:
-                go = cond(spec.task, context)
-            except Exception as e:
-                return TaskResult(spec.name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
-                                  error=f"condition {getattr(cond, '__name__', cond)!r} raised {e!r}\n"
-                                        + traceback.format_exc())
+                go = _ask(cond, spec, context, ctx.condition_timeout)
+            except _Outcome as o:
+                return TaskResult(spec.name, TaskStatus.FAILED, failure=o.kind.value, error=o.message)
             if not go:
                 return TaskResult(spec.name, TaskStatus.SKIPPED, reason="condition is false")
         if ctx.cancel.is_set():   # the run stopped while the conditions were asked
@@ -228,6 +225,55 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
     return result
 
 
+def _ask(cond: Callable, spec: TaskSpec, context: dict, timeout: float | None) -> Any:
+    """What a condition answers; raises ``_Outcome`` (kind error) when it raises or takes longer than
+    ``timeout`` seconds. A bounded condition runs in a thread of its own, which keeps running past the timeout
+    (Python cannot stop a thread): the task fails and the run goes on."""
+    name = getattr(cond, "__name__", repr(cond))
+    if timeout is None:
+        try:
+            return cond(spec.task, context)
+        except BaseException as e:
+            _reraise_interrupt(e)
+            raise _Outcome(FailureKind.ERROR, f"condition {name!r} raised {e!r}\n"
+                                              + traceback.format_exc()) from None
+    answer: list = []
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            answer.append((True, cond(spec.task, context)))
+        except BaseException as e:  # noqa: B036  (reported as the task's failure)
+            answer.append((False, f"{e!r}\n{traceback.format_exc()}"))
+        finally:
+            done.set()
+
+    threading.Thread(target=ask, name=f"molexp-condition-{spec.name}", daemon=True).start()
+    if not done.wait(timeout):
+        raise _Outcome(FailureKind.ERROR, f"condition {name!r} of task {spec.name!r} did not return within "
+                                          f"condition_timeout={timeout:g}s (it goes on running in its thread; "
+                                          "the task is not run)")
+    ok, value = answer[0]
+    if not ok:
+        raise _Outcome(FailureKind.ERROR, f"condition {name!r} raised {value}")
+    return value
+
+
+def _reraise_interrupt(e: BaseException) -> None:
+    """A KeyboardInterrupt on the main thread is Ctrl-C, meant for the run, not one task: let it through.
+    Anywhere else (a task's own thread) it is what the task raised."""
+    if isinstance(e, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        raise e
+
+
+def _keeps(ctx: RunContext, spec: TaskSpec) -> bool:
+    """Whether the task may leave processes running (option ``keep_processes``)."""
+    keep = ctx.keep_processes
+    if keep is True or not keep:
+        return bool(keep)
+    return spec.name in keep or ("[" in spec.name and spec.name.split("[", 1)[0] in keep)
+
+
 def _clear_outputs(spec: TaskSpec) -> None:
     try:
         files.clear(spec.outputs)
@@ -264,6 +310,9 @@ def _run_python(spec: TaskSpec, ctx: RunContext, attempt: int, values: dict, res
         return spec.func(**kwargs)  # type: ignore[misc]
     except Exception as e:
         raise _Outcome(FailureKind.EXCEPTION, f"{type(e).__name__}: {e}\n{traceback.format_exc()}") from None
+    except BaseException as e:  # sys.exit(), KeyboardInterrupt raised by the task: its failure, like any other
+        _reraise_interrupt(e)
+        raise _Outcome(FailureKind.EXCEPTION, f"{e!r} raised by the task\n{traceback.format_exc()}") from None
     finally:
         _current.reset(token)
 
@@ -277,8 +326,13 @@ def _run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, r
 
     base = spec.stdout_path[: -len(".out")]  # type: ignore[index]
     call_file, value_file = base + ".call.pkl", base + ".value.pkl"
-    with open(call_file, "wb") as f:
-        cloudpickle.dump((spec.func, kwargs, spec.name, attempt, ctx.workdir), f)
+    try:
+        with open(call_file, "wb") as f:
+            cloudpickle.dump((spec.func, kwargs, spec.name, attempt, ctx.workdir), f)
+    except OSError as e:
+        _unlink(call_file)
+        raise _Outcome(FailureKind.ERROR, f"cannot write {call_file} for task {spec.name!r}: {_os_error(e)}") \
+            from None
     argv = [sys.executable, "-m", "molexp._isolated", call_file, value_file]
     cmd = f"python: {getattr(spec.func, '__qualname__', spec.func)}(...) in a child process"
     # The child imports what the function's pickle refers to from the same places this process does.
@@ -286,24 +340,41 @@ def _run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, r
                PYTHONPATH=os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]))
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     try:
-        with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err):
-            rc, peak, cpu = _run_command(argv, cmd, spec, ctx, env, out, err, deadline, cores)
+        with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err), \
+                procs.Scope(_keeps(ctx, spec)) as scope:
+            rc, peak, cpu = _run_command(argv, cmd, spec, ctx, scope.tag(env), out, err, deadline, cores, scope)
         result.peak_memory, result.cpu_time = peak or None, cpu
         if rc != 0 and not os.path.exists(value_file):
             kind = FailureKind.SIGNAL if rc < 0 else FailureKind.EXIT
             raise _Outcome(kind, f"the child process running the function ended with code {rc}: "
                                  f"{_tail(spec.stderr_path)}", cmd)
-        with open(value_file, "rb") as f:
-            ok, payload = cloudpickle.load(f)
+        try:
+            with open(value_file, "rb") as f:
+                ok, payload = cloudpickle.load(f)
+        except OSError as e:
+            raise _Outcome(FailureKind.ERROR, f"cannot read {value_file}, the value of task {spec.name!r}: "
+                                              f"{_os_error(e)}") from None
     finally:
-        for path in (call_file, value_file):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        _unlink(call_file)
+        _unlink(value_file)
     if not ok:
         raise _Outcome(FailureKind.EXCEPTION, payload)
     return payload
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _os_error(e: OSError) -> str:
+    """``ENOSPC (errno 28): No space left on device``: the error without its path (the caller names the path)."""
+    import errno
+
+    code = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "?"
+    return f"{code} (errno {e.errno}): {e.strerror or e}"
 
 
 # -- shell tasks ------------------------------------------------------------------------------------
@@ -332,10 +403,12 @@ def _run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult
     env = _task_env(spec, ctx, attempt)
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     result.returncodes = []
-    with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err):
+    with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err), \
+            procs.Scope(_keeps(ctx, spec)) as scope:
+        scope.tag(env)
         for cmd in spec.commands:
-            rc, peak, cpu = _run_command(_direct_argv(cmd, spec.cwd, _path_of(env)), cmd, spec, ctx, env,
-                                         out, err, deadline, cores)
+            rc, peak, cpu = _run_command(direct_argv(cmd, spec.cwd, path_of(env)), cmd, spec, ctx, env,
+                                         out, err, deadline, cores, scope)
             result.returncodes.append(rc)
             if peak:
                 result.peak_memory = max(result.peak_memory or 0, peak)
@@ -353,17 +426,21 @@ def _logs(spec: TaskSpec, attempt: int, result: TaskResult):
     (after a marker) on retries. On the way out the result gets their last lines, read from the open
     descriptors, and only when something was written."""
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if attempt == 1 else os.O_APPEND)
-    out = os.open(spec.stdout_path, flags, 0o644)  # type: ignore[arg-type]
+    out = _open_log(spec, spec.stdout_path, flags)  # type: ignore[arg-type]
     try:
-        err = os.open(spec.stderr_path, flags, 0o644)  # type: ignore[arg-type]
+        err = _open_log(spec, spec.stderr_path, flags)  # type: ignore[arg-type]
     except BaseException:
         os.close(out)
         raise
     try:
         if attempt > 1:
             marker = f"--- molexp: attempt {attempt} ---\n".encode()
-            os.write(out, marker)
-            os.write(err, marker)
+            for fd, path in ((out, spec.stdout_path), (err, spec.stderr_path)):
+                try:
+                    os.write(fd, marker)
+                except OSError as e:
+                    raise _Outcome(FailureKind.ERROR, f"cannot write the log file {path} of task {spec.name!r}: "
+                                                      f"{_os_error(e)}") from None
         yield out, err
     finally:
         result.stdout, result.stderr = _tail_fd(out), _tail_fd(err)
@@ -371,12 +448,23 @@ def _logs(spec: TaskSpec, attempt: int, result: TaskResult):
         os.close(err)
 
 
+def _open_log(spec: TaskSpec, path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as e:
+        raise _Outcome(FailureKind.ERROR, f"cannot open the log file {path} of task {spec.name!r}: "
+                                          f"{_os_error(e)}") from None
+
+
 def _tail_fd(fd: int) -> str:
-    """The last lines of an open log file."""
-    size = os.fstat(fd).st_size
-    if size == 0:
+    """The last lines of an open log file ("" when it cannot be read)."""
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return ""
+        data = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
+    except OSError:
         return ""
-    data = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
     return _tail_text(data, cut=size > _TAIL_BYTES)
 
 
@@ -396,40 +484,38 @@ def _cores(spec: TaskSpec, ctx: RunContext):
 
 
 def _run_command(argv: list[str] | None, cmd: str, spec: TaskSpec, ctx: RunContext, env: dict, out, err, deadline,
-                 cores: list[int] | None) -> tuple[int, int, float]:
-    """Spawn one command in its own process group and wait for it; returns (rc, peak bytes, cpu s).
-    ``argv`` runs directly when given; otherwise (or if it cannot be executed) bash runs ``cmd``."""
+                 cores: list[int] | None, scope: procs.Scope) -> tuple[int, int, float]:
+    """Spawn one command in its own session (and process group) and wait for it; returns (rc, peak bytes,
+    cpu s). ``argv`` runs directly when given; otherwise (or if it cannot be executed) bash runs ``cmd``.
+    The attempt's ``scope`` learns of the command, and at its end terminates what the command left."""
     proc = None
     with affinity.pinned(cores):
         if argv is not None:
             try:
-                proc = spawn(argv, spec.cwd, env, _devnull(), out, err) or subprocess.Popen(
-                    argv, cwd=spec.cwd, env=env, stdin=_devnull(), stdout=out, stderr=err, start_new_session=True)
+                proc = spawn(argv, spec.cwd, env, devnull(), out, err) or subprocess.Popen(
+                    argv, cwd=spec.cwd, env=env, stdin=devnull(), stdout=out, stderr=err, start_new_session=True)
             except OSError:
                 proc = None  # not executable, no shebang, ...: let bash run it and report as bash does
         if proc is None:
             try:
                 proc = subprocess.Popen(["/bin/bash", "-o", "pipefail", "-c", cmd] if ctx.pipefail else
-                                        ["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=_devnull(),
+                                        ["/bin/bash", "-c", cmd], cwd=spec.cwd, env=env, stdin=devnull(),
                                         stdout=out, stderr=err, start_new_session=True)
             except OSError as e:
                 raise _Outcome(FailureKind.ERROR, f"cannot start command {cmd!r} in {spec.cwd!r}: {e}",
                                cmd) from None
-    return _wait(proc, cmd, spec, ctx, deadline)
-
-
-@lru_cache(maxsize=1)
-def _devnull() -> int:
-    """One read-only /dev/null descriptor for every command's stdin (close-on-exec; the child gets it as fd 0),
-    instead of an open and a close per command."""
-    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    scope.started(proc.pid)
+    try:
+        return _wait(proc, cmd, spec, ctx, deadline)
+    finally:
+        scope.ended(proc.pid)
 
 
 def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, deadline) -> tuple[int, int, float]:
     pid = proc.pid
     # The tree is sampled for its peak memory once it has run for a poll interval (from the start when it has
     # a limit to enforce); shorter commands cost nothing extra.
-    watch = _MemoryWatch(pid, spec.memory_limit, ctx.monitor_interval) if spec.memory_limit else None
+    watch = procs.MemoryWatch(pid, spec.memory_limit, ctx.monitor_interval) if spec.memory_limit else None
     poll_s = min(_POLL, ctx.monitor_interval)
     try:
         pidfd = os.pidfd_open(pid)
@@ -445,164 +531,38 @@ def _wait(proc: subprocess.Popen, cmd: str, spec: TaskSpec, ctx: RunContext, dea
             if poller is not None:
                 if poller.poll(wait_s * 1000):
                     break
-            elif _waited(proc, wait_s):
+            elif procs.waited(proc, wait_s):
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                _terminate(proc, ctx.kill_grace)
+                procs.terminate(proc, ctx.kill_grace)
                 raise _Outcome(FailureKind.TIMEOUT, f"timed out after {spec.timeout:g}s: {cmd}", cmd)
             if watch is None:
-                watch = _MemoryWatch(pid, None, ctx.monitor_interval)
+                watch = procs.MemoryWatch(pid, None, ctx.monitor_interval)
             if watch.over():
-                _kill_group(pid, signal.SIGKILL)
-                _reap(proc)
+                procs.kill_group(pid, signal.SIGKILL)
+                procs.reap(proc)
                 raise _Outcome(FailureKind.MEMORY, f"memory limit {watch.limit} bytes exceeded (peak "
                                                    f"{watch.peak} bytes): {cmd}", cmd, peak=watch.peak)
             if ctx.cancel.is_set():
-                _terminate(proc, ctx.kill_grace)
+                procs.terminate(proc, ctx.kill_grace)
                 raise _Outcome(FailureKind.CANCELLED, f"terminated by molexp: {cmd}", cmd)
     except BaseException:
         if proc.returncode is None:
-            _terminate(proc, ctx.kill_grace)
+            procs.terminate(proc, ctx.kill_grace)
         raise
     finally:
         if pidfd is not None:
             os.close(pidfd)
-    rc, ru = _reap(proc)
+    rc, ru = procs.reap(proc)
     # ru_maxrss also counts what the child inherited from this (possibly large) process at fork, so it only
     # says something about the command when it is larger than this process.
     peak = watch.peak if watch is not None else 0
-    if ru is not None and ru.ru_maxrss * 1024 > _own_rss():
+    if ru is not None and ru.ru_maxrss * 1024 > procs.own_rss():
         peak = max(peak, ru.ru_maxrss * 1024)
     cpu = (ru.ru_utime + ru.ru_stime) if ru is not None else 0.0
     if rc != 0:
-        _kill_group(pid, signal.SIGKILL)  # leave nothing behind a failed command
+        procs.kill_group(pid, signal.SIGKILL)  # leave nothing behind a failed command
     return rc, peak, cpu
-
-
-def _waited(proc: subprocess.Popen, seconds: float) -> bool:
-    try:
-        proc.wait(seconds)
-        return True
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def _reap(proc: subprocess.Popen):
-    """Wait for the process; (return code, rusage or None)."""
-    if proc.returncode is not None:
-        return proc.returncode, None
-    try:
-        _, status, ru = os.wait4(proc.pid, 0)
-    except ChildProcessError:
-        return proc.wait(), None
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru
-
-
-def _terminate(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM to the process group, SIGKILL after ``grace`` seconds; reaps the leader."""
-    _kill_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while proc.returncode is None and time.monotonic() < deadline:
-        try:
-            proc.wait(min(0.05, max(0.0, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            pass
-    _kill_group(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        _reap(proc)
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-_rss_cache = [0.0, 0]
-
-
-def _own_rss() -> int:
-    """This process's resident memory in bytes (read at most once a second)."""
-    now = time.monotonic()
-    if now - _rss_cache[0] > 1.0:
-        try:
-            with open("/proc/self/statm", "rb") as f:
-                _rss_cache[1] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            _rss_cache[1] = 0
-        _rss_cache[0] = now
-    return _rss_cache[1]
-
-
-class _MemoryWatch:
-    """Samples the resident memory of a process and all its descendants (psutil); ``over()`` is True past
-    ``limit`` (never, when the limit is None)."""
-
-    def __init__(self, pid: int, limit: int | None, interval: float):
-        import psutil
-
-        self._psutil = psutil
-        self.limit, self.interval, self.peak = limit, interval, 0
-        self._next = 0.0
-        try:
-            self._root = psutil.Process(pid)
-        except psutil.Error:
-            self._root = None
-
-    def over(self) -> bool:
-        now = time.monotonic()
-        if self._root is None or now < self._next:
-            return False
-        self._next = now + self.interval
-        psutil = self._psutil
-        total = 0
-        try:
-            procs = [self._root, *self._root.children(recursive=True)]
-        except psutil.Error:
-            return False
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        self.peak = max(self.peak, total)
-        return self.limit is not None and total > self.limit
-
-
-# bash words that are not programs on PATH (or behave differently as programs): these go through bash.
-_BASH_ONLY = frozenset("""cd exit export source . set unset alias eval exec read shift ulimit umask wait trap
-return break continue declare local readonly typeset let hash type command builtin enable history jobs fg bg
-disown suspend times shopt pushd popd dirs logout mapfile readarray caller compgen complete getopts help if
-then else elif fi for while until do done case esac function time select coproc ! [[ ]] { }""".split())
-_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*")
-
-
-def _direct_argv(cmd: str, cwd: str, path: str) -> list[str] | None:
-    """The argv to exec directly when ``cmd`` needs nothing from a shell (no quotes, $, globs, redirects,
-    pipes, builtins); None when bash must run it. Spawning without a shell halves the cost of a command."""
-    cmd = cmd.strip()
-    if not _PLAIN.fullmatch(cmd):
-        return None
-    argv = cmd.split()
-    prog = argv[0]
-    if prog in _BASH_ONLY or "=" in prog:
-        return None
-    if "/" in prog:
-        return argv
-    exe = _which(prog, path)
-    return None if exe is None else [exe, *argv[1:]]
-
-
-def _path_of(env: dict) -> str:
-    path = env.get(b"PATH") if b"PATH" in env else env.get("PATH", "")
-    return os.fsdecode(path) if path else ""
-
-
-@lru_cache(maxsize=1024)
-def _which(prog: str, path: str) -> str | None:
-    return shutil.which(prog, path=path)
 
 
 def _signal_name(signum: int) -> str:

@@ -137,6 +137,7 @@ class RunSession:
 
 def _context(executor, work, params, context, run_id: str):
     """(the run's context, the work's graph) for ``executor``; raises on bad input."""
+    from .config import check_kept_tasks
     from .executors.base import as_graph
 
     if work is None:
@@ -147,6 +148,7 @@ def _context(executor, work, params, context, run_id: str):
     if context is not None and not isinstance(context, Mapping):
         raise ConfigError(f"context= expects a mapping, got {type(context).__name__}")
     cfg = executor.config
+    check_kept_tasks(cfg, graph.tasks)
     ctx = RunContext(run_id=run_id, experiment=exp_name, workdir=str(Path(workdir).resolve()),
                      sink=None, cancel=None, params={**default_params, **(params or {})},
                      context=dict(context or {}), condition=executor._condition,
@@ -157,7 +159,8 @@ def _context(executor, work, params, context, run_id: str):
                      # says truly whether it was running
                      report_starts=True,
                      pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
-                     hash_outputs=cfg.checkpoint_dir is not None)
+                     hash_outputs=cfg.checkpoint_dir is not None, condition_timeout=cfg.condition_timeout,
+                     keep_processes=cfg.keep_processes)
     return ctx, graph
 
 

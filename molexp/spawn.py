@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from functools import lru_cache
 
 _POSIX_SPAWN_SETSIGDEF = 0x04
 _POSIX_SPAWN_SETSID = 0x80
@@ -122,3 +125,45 @@ class Child:
                 raise subprocess.TimeoutExpired(self.args, timeout)  # type: ignore[arg-type]
             time.sleep(0.005)
         return self.returncode
+
+
+@lru_cache(maxsize=1)
+def devnull() -> int:
+    """One read-only /dev/null descriptor for every command's stdin (close-on-exec; the child gets it as fd 0),
+    instead of an open and a close per command."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+# bash words that are not programs on PATH (or behave differently as programs): these go through bash.
+_BASH_ONLY = frozenset("""cd exit export source . set unset alias eval exec read shift ulimit umask wait trap
+return break continue declare local readonly typeset let hash type command builtin enable history jobs fg bg
+disown suspend times shopt pushd popd dirs logout mapfile readarray caller compgen complete getopts help if
+then else elif fi for while until do done case esac function time select coproc ! [[ ]] { }""".split())
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*")
+
+
+def direct_argv(cmd: str, cwd: str, path: str) -> list[str] | None:
+    """The argv to exec directly when ``cmd`` needs nothing from a shell (no quotes, $, globs, redirects,
+    pipes, builtins); None when bash must run it. Spawning without a shell halves the cost of a command."""
+    cmd = cmd.strip()
+    if not _PLAIN.fullmatch(cmd):
+        return None
+    argv = cmd.split()
+    prog = argv[0]
+    if prog in _BASH_ONLY or "=" in prog:
+        return None
+    if "/" in prog:
+        return argv
+    exe = _which(prog, path)
+    return None if exe is None else [exe, *argv[1:]]
+
+
+def path_of(env: dict) -> str:
+    """The PATH of an environment given as bytes or str keys ("" when unset)."""
+    path = env.get(b"PATH") if b"PATH" in env else env.get("PATH", "")
+    return os.fsdecode(path) if path else ""
+
+
+@lru_cache(maxsize=1024)
+def _which(prog: str, path: str) -> str | None:
+    return shutil.which(prog, path=path)
