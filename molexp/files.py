@@ -220,13 +220,7 @@ def _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, st
     """``TaskFiles`` of a task declaring lists of paths (no names), the common case, without the grouping."""
     all_in: list[str] = []
     shown_in: list[str] = []
-    for p in ins:
-        found = _expand(t, cwd, p, producers, strict, workdir, stats)
-        for path, producer in found:
-            if producer is not None and producer != t.name and producer not in ups:
-                ups.append(producer)
-            all_in.append(path)
-            shown_in.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
+    _inputs(t, cwd, ins, producers, strict, workdir, ups, stats, all_in, shown_in)
     all_out, shown_out = out_abs, outs
     _no_clash(t, all_in, all_out, workdir)
     q = shlex.quote
@@ -243,14 +237,9 @@ def _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, st
     shown_in: list[str] = []
     in_groups = []
     for g, ps in ins:
-        paths, shown = [], []
-        for p in ps:
-            found = _expand(t, cwd, p, producers, strict, workdir, stats)
-            for path, producer in found:
-                if producer is not None and producer != t.name and producer not in ups:
-                    ups.append(producer)
-                paths.append(path)
-                shown.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
+        paths: list[str] = []
+        shown: list[str] = []
+        _inputs(t, cwd, ps, producers, strict, workdir, ups, stats, paths, shown)
         in_groups.append((g, paths, shown, _single(t.inputs, g) and not _MAGIC.search(ps[0])))
         all_in += paths
         shown_in += shown
@@ -261,6 +250,18 @@ def _named_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, st
                      "outputs", values, call)
     return TaskFiles(tuple(all_in), tuple(all_out), values, call,
                      (tuple(shown_in), tuple(p for _, ps in outs for p in ps)))
+
+
+def _inputs(t, cwd, ps, producers, strict, workdir, ups, stats, paths: list, shown: list) -> None:
+    """Expand the inputs ``ps`` as written into ``paths`` (absolute) and ``shown`` (as ``$inputs`` shows them),
+    adding their producers to ``ups``."""
+    for p in ps:
+        found = _expand(t, cwd, p, producers, strict, workdir, stats)
+        for path, producer in found:
+            if producer is not None and producer != t.name and producer not in ups:
+                ups.append(producer)
+            paths.append(path)
+            shown.append(p if len(found) == 1 and not _MAGIC.search(p) else _rel(path, cwd))
 
 
 def _no_clash(t, all_in: list[str], all_out: list[str], workdir: str) -> None:
