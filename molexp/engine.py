@@ -70,8 +70,6 @@ class Driver:
         self._escalated = False   # a second interrupt: the caller SIGKILLs the task processes
         self._killed: set[str] = set()   # tasks whose command that SIGKILL ended
         self.fatal: Exception | None = None   # the checkpoint could not be written: the run stopped for it
-        # whether every task that starts says so (else, for a task with no outcome, molexp cannot tell
-        # whether it had started)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def finals(self) -> dict[str, TaskResult | None]:

@@ -170,7 +170,7 @@ def test_a_param_no_task_uses_is_refused_or_with_the_option_a_warning(param_exp)
 ], ids=["syntax", "import", "exception", "molexp-error", "exit"])
 def test_a_workflow_file_that_fails_to_load_is_one_line_with_its_line(tmp_path, source, line, error):
     (tmp_path / "workflow.py").write_text(source)
-    refused(molexp_run("workflow.py", cwd=tmp_path), f"cannot load workflow.py", f"line {line}", error)
+    refused(molexp_run("workflow.py", cwd=tmp_path), "cannot load workflow.py", f"line {line}", error)
 
 
 # -- point 7: a locked checkpoint has its own exit code -----------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..backend_distributed import DistributedBackend
 from ..backend_local import LocalBackend
-from ..result import Results, TaskResult
+from ..result import TaskResult
 from ..session import RunSession
 from .base import Executor
 
