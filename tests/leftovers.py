@@ -115,11 +115,14 @@ class Snapshot:
         return found
 
 
-def stop_groups(procs, grace: float = 15.0) -> None:
+def stop_groups(procs, grace: float = 15.0, shm_before: set[str] | None = None) -> None:
     """Stop processes started in their own sessions (``dask scheduler``/``dask worker``): SIGTERM to each
     group, so that they clean up after themselves (a nanny's semaphores in /dev/shm), SIGKILL to what is
-    left after ``grace`` seconds."""
+    left after ``grace`` seconds. When something had to be killed, the multiprocessing semaphores that
+    appeared since ``shm_before`` are removed: their owners died without unlinking them."""
     import signal
+
+    killed = False
 
     for p in procs:
         try:
@@ -132,8 +135,17 @@ def stop_groups(procs, grace: float = 15.0) -> None:
             p.wait(max(0.1, deadline - time.monotonic()))
         except Exception:
             pass
+        if p.poll() is None:
+            killed = True
         try:
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         p.wait(10)
+    if killed and shm_before is not None:
+        for e in _entries("/dev/shm") - shm_before:
+            if e.startswith("sem.mp-"):
+                try:
+                    os.unlink(os.path.join("/dev/shm", e))
+                except OSError:
+                    pass

@@ -28,6 +28,7 @@ class DaskProcesses:
 
     def __init__(self, directory: Path, workers: int = 2, env: dict | None = None):
         self.directory, self.env = directory, {**os.environ, **(env or {})}
+        self.shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         self.file = directory / "scheduler.json"
         self.scheduler = self._spawn(DASK + ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
                                              "--scheduler-file", str(self.file)], "scheduler")
@@ -51,7 +52,7 @@ class DaskProcesses:
                                      "--name", f"w{i}"], f"worker{i}")
 
     def close(self):
-        leftovers.stop_groups([*self.workers, self.scheduler])
+        leftovers.stop_groups([*self.workers, self.scheduler], shm_before=self.shm_before)
 
 
 @pytest.fixture
