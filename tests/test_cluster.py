@@ -198,10 +198,23 @@ def test_scheduler_killed_mid_run_is_a_clear_error_and_resume_completes(project,
     e = chains(project, n_chains=2, length=10, seconds=0.2)
     import threading
 
+    running: list[str] = []
+
+    def words(name):
+        path = project / name
+        return path.read_text().split() if path.exists() else []
+
     def kill_scheduler_when_half_done():
-        done = project / "done.txt"
-        while not done.exists() or len(done.read_text().split()) < 6:
-            time.sleep(0.05)
+        # once 6 tasks are done, when a task has been running for 0.1 s (its start reported by then), of 0.2 s
+        while True:
+            done = words("done.txt")
+            going = [n for n in words("started.txt") if n not in done]
+            if len(done) >= 6 and going:
+                time.sleep(0.1)
+                if going[0] not in words("done.txt"):
+                    running.append(going[0])
+                    break
+            time.sleep(0.01)
         os.killpg(first.scheduler.pid, signal.SIGKILL)
 
     threading.Thread(target=kill_scheduler_when_half_done, daemon=True).start()
@@ -219,7 +232,7 @@ def test_scheduler_killed_mid_run_is_a_clear_error_and_resume_completes(project,
     for name, r in said.items():
         if r.reason and r.reason.startswith("not started"):
             assert name not in started, (name, r.reason)
-    assert any(r.reason and r.reason.startswith("stopped while running: lost the connection") for r in said.values())
+    assert said[running[0]].reason.startswith("stopped while running: lost the connection"), said[running[0]]
     from molexp.journal import read_state
 
     recorded = {n for n, r in read_state(project / "ck")["records"].items() if r["status"] == "completed"}
