@@ -234,7 +234,12 @@ def test_a_full_checkpoint_disk_prints_the_table_one_line_and_exits_5(tmp_path):
     assert rows["first"].startswith("completed") and (tmp_path / "running-started").exists()
     assert rows["running"].split()[0] == "skipped" and "terminated while running: the checkpoint cannot" in rows[
         "running"]
-    assert " 1 skipped in " in lines[-1]   # the summary line closes the table
+    # `after` may have started in the moment between `big`'s end and the journal failing (the local scheduler
+    # starts dependents itself): the table says what happened either way, and its summary line agrees
+    ran = (tmp_path / "after-ran").exists()
+    assert rows["after"].split()[0] == ("completed" if ran else "skipped"), (ran, rows["after"])
+    statuses = [r.split()[0] for r in rows.values()]
+    assert f" {statuses.count('skipped')} skipped in " in lines[-1]   # the summary line closes the table
 
 
 def test_a_corrupt_journal_is_one_line_and_exit_5(tmp_path):

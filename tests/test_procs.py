@@ -157,7 +157,7 @@ def test_without_a_subreaper_the_commands_process_group_is_killed_when_the_task_
     e.add_task(LocalTask("amp", commands=["sleep 189.01 &", "true"]))
     try:
         assert ExperimentExecutor(e, progress=False).run().ok
-        assert none_left("sleep 189.01")
+        assert gone_within("sleep 189.01", 5)   # SIGKILLed when the task ended (under load it takes a moment)
     finally:
         kill_all("sleep 189.01")
 
