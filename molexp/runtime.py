@@ -73,7 +73,6 @@ class RunContext:
     kill_grace: float = 5.0
     monitor_interval: float = 0.2
     cpu_affinity: bool = False
-    report_starts: bool = True                  # send running/retrying events (someone is listening)
     pipefail: bool = True                       # bash -o pipefail: a failing command in a pipe fails the task
     keep_failed_outputs: bool = False           # leave a failed attempt's declared outputs for debugging
     hash_outputs: bool = False                  # report the content hash of declared outputs (checkpoints)
@@ -176,8 +175,8 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
         start = time.time()
         if attempt == 1:
             result.start = start
-        if ctx.report_starts:
-            ctx.sink.emit(("running", spec.name, attempt, start, result.worker))
+        # always told (a queue put locally, batched messages on a cluster): a stopped task says truly whether it ran
+        ctx.sink.emit(("running", spec.name, attempt, start, result.worker))
         try:
             if spec.outputs:
                 _clear_outputs(spec)
@@ -210,8 +209,7 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
                 result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
             break
         delay = retry_delay(ctx, attempt)
-        if ctx.report_starts:
-            ctx.sink.emit(("retrying", spec.name, attempt, failure.kind.value, failure.message, delay))
+        ctx.sink.emit(("retrying", spec.name, attempt, failure.kind.value, failure.message, delay))
         if ctx.cancel.wait(delay):
             result.status, result.reason = TaskStatus.SKIPPED, "cancelled"
             break

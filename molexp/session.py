@@ -155,9 +155,6 @@ def _context(executor, work, params, context, run_id: str):
                      retry_delay=cfg.retry_delay, retry_exponential_backoff=cfg.retry_exponential_backoff,
                      retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
                      kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
-                     # always told (a queue put locally, a message on a cluster), so that a stopped task
-                     # says truly whether it was running
-                     report_starts=True,
                      pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
                      hash_outputs=cfg.checkpoint_dir is not None, condition_timeout=cfg.condition_timeout,
                      keep_processes=cfg.keep_processes)
