@@ -112,7 +112,7 @@ def stream_break(client, incremental):
     g.add_task(LocalTask("later", commands=["true"], deps=["long-0"]))
     ex = StreamExecutor(progress=False, client=client, kill_grace=1)
     if incremental:
-        ex._backend = lambda: DistributedBackend(client, incremental=True)
+        ex._backend = lambda: DistributedBackend(client)
     for _ in ex.execute_stream(g):
         break
 
@@ -120,7 +120,7 @@ def stream_break(client, incremental):
 def stream_all(client, incremental):
     ex = StreamExecutor(progress=False, client=client)
     if incremental:
-        ex._backend = lambda: DistributedBackend(client, incremental=True)
+        ex._backend = lambda: DistributedBackend(client)
     names = [r.name for r in ex.execute_stream(layered(4, 3))]
     assert len(names) == 12, names
 

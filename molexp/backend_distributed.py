@@ -61,12 +61,6 @@ class DistributedSink:
     def __init__(self, topic: str):
         self.topic = topic
 
-    def __getstate__(self):
-        return {"topic": self.topic}
-
-    def __setstate__(self, state):
-        self.topic = state["topic"]
-
     def emit(self, event: tuple) -> None:
         from distributed import get_worker
 
@@ -118,9 +112,9 @@ class DistributedBackend:
 
     name = "distributed"
 
-    incremental = True   # (tasks are always submitted as their inputs finish; kept for callers that ask)
+    incremental = True   # tasks are always submitted as their inputs finish
 
-    def __init__(self, client, *, incremental: bool = True, window: int | None = None, throttle=None):
+    def __init__(self, client, *, window: int | None = None, throttle=None):
         self.client = client
         self.window = window
         self.throttle = throttle
@@ -168,7 +162,7 @@ class DistributedBackend:
             self._threads = max(1, sum(self.client.nthreads().values()))
         except Exception:
             self._threads = 4
-        self._start_incremental(compiled, queue, driver)
+        self._start_submitting(compiled, queue, driver)
 
     def _collect(self, ac, queue) -> None:
         """A thread that turns finished futures into driver events. Futures are taken in batches and their
@@ -260,7 +254,7 @@ class DistributedBackend:
             time.sleep(0.002)
 
     # -- submission ------------------------------------------------------------------------------------------
-    def _start_incremental(self, compiled, queue, driver) -> None:
+    def _start_submitting(self, compiled, queue, driver) -> None:
         self._driver = driver
         self._ac = as_completed_of(self.client)
         self._more = threading.Event()

@@ -27,7 +27,7 @@ class StreamExecutor(Executor):
         if self.client is not None:
             # Dependents are submitted as their inputs finish: nothing is on the scheduler that a `break`
             # would have to take back but what is already running or about to.
-            return DistributedBackend(self.client, incremental=True)
+            return DistributedBackend(self.client)
         return LocalBackend(self.config.max_workers)
 
     def execute_stream(self, task_graph: Any = None, params: Mapping[str, Any] | None = None, *,
