@@ -170,7 +170,7 @@ def dir_sizes(path: str) -> dict[str, int]:
 
 
 def part_resume(n: int, repeat: int, workers: int, scratch: str, profile: int) -> dict:
-    from molexp.filehash import HashCache
+    from molexp.state.filehash import HashCache
 
     variants = ("files", "plain")
     for v in variants:   # warm-up: imports, thread pool, first checkpoint
@@ -245,7 +245,7 @@ def evict(path: str) -> None:
 
 def part_big(size_mb: int, workers: int, root: str) -> dict:
     from molexp import Experiment, ExperimentExecutor, LocalTask
-    from molexp.filehash import HashCache, signature
+    from molexp.state.filehash import HashCache, signature
 
     work = os.path.join(root, "work")
     ckpt = os.path.join(root, "ckpt")

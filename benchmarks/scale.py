@@ -100,7 +100,7 @@ def child(graph: str, phase: str, kind: str, quick: bool, workers: int, executor
         return ex.execute(e) if executor.startswith("batch") else ex.run()
 
     with tempfile.TemporaryDirectory(prefix="molexp-scale-") as tmp:
-        from molexp.session import RunSession
+        from molexp.run.session import RunSession
 
         t0 = time.perf_counter()
         e = W.build_experiment(wl, tmp)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import molexp
 from molexp import BatchExecutor, ExperimentExecutor, LocalTask, PythonTask, StreamExecutor, TaskGraph, TaskPool
-from molexp.backend_distributed import DistributedBackend
+from molexp.backends.distributed import DistributedBackend
 
 
 def _inc(x=0, **kw):

@@ -3,19 +3,19 @@
 Public names only; see the README and ``docs/`` for the guide.
 """
 
-from .config import ExecutionConfig
+from .run.config import ExecutionConfig
 from .errors import (CheckpointError, CheckpointLocked, ClusterError, ConfigError, CycleError, ExecutionError,
                      FileDeclarationError, GraphError, MolexpError, SweepError, TaskDefinitionError, TemplateError, ValidationError)
-from .adaptive_policy import Decision, MemoryPolicy
+from .backends.adaptive_policy import Decision, MemoryPolicy
 from .executors import AdaptiveExecutor, BatchExecutor, Executor, ExperimentExecutor, RunInterrupted, StreamExecutor
-from .experiment import Experiment, TaskPool
-from .graph import TaskGraph
-from .params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, Uniform,
+from .model.experiment import Experiment, TaskPool
+from .model.graph import TaskGraph
+from .model.params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, Uniform,
                      group_results, param_sets, sweep)
-from .uptodate import Plan, PlanEntry
-from .result import Attempt, FailureKind, Results, TaskResult, TaskStatus
-from .runtime import current_task
-from .task import LocalTask, PythonTask, ShellTask, Task, task
+from .state.uptodate import Plan, PlanEntry
+from .state.result import Attempt, FailureKind, Results, TaskResult, TaskStatus
+from .run.runtime import current_task
+from .model.task import LocalTask, PythonTask, ShellTask, Task, task
 
 __version__ = "0.1.0"
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import yaml
 
-from .cluster import JOBQUEUE, make_cluster
+from .backends.cluster import JOBQUEUE, make_cluster
 from .errors import CheckpointError, CheckpointLocked, ClusterError, MolexpError, ValidationError
-from .experiment import Experiment
-from .graph import TaskGraph
-from .result import _first_line
+from .model.experiment import Experiment
+from .model.graph import TaskGraph
+from .state.result import _first_line
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CLUSTER, EXIT_LOCKED, EXIT_CHECKPOINT = 0, 1, 2, 3, 4, 5
 EXIT_INTERNAL = 70
@@ -99,7 +99,7 @@ def _params(given: list[str]) -> dict[str, Any]:
 def _check_params(work, given: dict[str, Any], allow_unused: bool) -> None:
     """A ``--param`` that no task uses and the experiment does not declare is a typo: refuse it (or, with
     ``--allow-unused-params``, warn)."""
-    from .params import _uses
+    from .model.params import _uses
 
     graph = work.graph if isinstance(work, Experiment) else work
     left = set(given) - set(getattr(work, "params", None) or {})
@@ -112,7 +112,7 @@ def _check_params(work, given: dict[str, Any], allow_unused: bool) -> None:
     known = sorted(_known_params(work))
     shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "") if known else "none"
     name = getattr(work, "name", "workflow")
-    from .graph import _did_you_mean
+    from .model.graph import _did_you_mean
 
     for key in sorted(left):
         msg = (f"--param {key}: no task of {name!r} uses a parameter {key!r}{_did_you_mean(key, known)} (shell "
@@ -126,8 +126,8 @@ def _check_params(work, given: dict[str, Any], allow_unused: bool) -> None:
 def _known_params(work) -> set[str]:
     """The parameters an experiment declares or its tasks use ($name in shell commands and file paths,
     arguments of Python functions other than their dependencies' values)."""
-    from .files import groups
-    from .task import _PLACEHOLDER, RUNTIME_ENV, LocalTask, PythonTask
+    from .state.files import groups
+    from .model.task import _PLACEHOLDER, RUNTIME_ENV, LocalTask, PythonTask
 
     graph = work.graph if isinstance(work, Experiment) else work
     known = set(getattr(work, "params", None) or {})
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, signals: Signals) -> int:
     from .executors import ExperimentExecutor, RunInterrupted
-    from .session import RunSession
+    from .run.session import RunSession
 
     work = load(args.file)
     params = _params(args.param)
@@ -504,7 +504,7 @@ def cluster_spec(work, args) -> dict:
 def default_checkpoint_dir(work) -> str:
     """Where `molexp run` journals by default: <workdir>/.molexp/<experiment>/checkpoint (the experiment's name
     made one safe directory name, as for its logs)."""
-    from .compile import safe_name
+    from .run.compile import safe_name
 
     name = safe_name(getattr(work, "name", None) or "workflow")
     if isinstance(work, Experiment):
@@ -518,7 +518,7 @@ def checkpoint_dir(given: str | None, work, *, create: bool) -> str:
     what = f"--checkpoint-dir {given}" if given else "the default checkpoint directory"
     path = Path(given).expanduser() if given else Path(default_checkpoint_dir(work))
     if os.path.lexists(path) and not path.is_dir():
-        from .journal import _KNOWN_FILES
+        from .state.journal import _KNOWN_FILES
 
         hint = f" (the checkpoint that holds it is {path.parent})" if path.name in _KNOWN_FILES else ""
         raise ValidationError(f"{what}: expected a directory, but {path} is a file{hint}")
@@ -533,7 +533,7 @@ def checkpoint_dir(given: str | None, work, *, create: bool) -> str:
 
 
 def _status(args) -> int:
-    from .journal import read_state
+    from .state.journal import read_state
 
     try:
         state = read_state(args.checkpoint_dir)
@@ -563,11 +563,11 @@ def _status(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import write_report
+    from .views.report import write_report
 
     graph = None
     if args.file:
-        from .files import with_file_deps
+        from .state.files import with_file_deps
 
         graph = with_file_deps(load(args.file))
     try:
@@ -579,7 +579,7 @@ def _report(args) -> int:
 
 
 def _graph(args) -> int:
-    from .files import with_file_deps
+    from .state.files import with_file_deps
 
     graph = with_file_deps(load(args.file))
     for i, layer in enumerate(graph.layers()):

@@ -52,7 +52,7 @@ class TemplateError(ValidationError):
 
 
 class SweepError(ValidationError):
-    """Raised by ``molexp.params`` (spaces, samplers, ``sweep``) and by a malformed ``sweep:`` in YAML."""
+    """Raised by ``molexp.model.params`` (spaces, samplers, ``sweep``) and by a malformed ``sweep:`` in YAML."""
 
 
 class FileDeclarationError(ValidationError):

@@ -74,7 +74,7 @@ def dask_scratch(tmp_path_factory):
     temporary directory, for this process and the processes tests start."""
     import dask
 
-    from molexp import affinity
+    from molexp.run import affinity
 
     path = str(tmp_path_factory.mktemp("dask-scratch"))
     os.environ["DASK_TEMPORARY_DIRECTORY"] = path

@@ -17,7 +17,7 @@ from snippets import snippet
 
 from molexp import (CheckpointError, CheckpointLocked, Experiment, ExperimentExecutor, LocalTask, PythonTask,
                     TaskStatus)
-from molexp.journal import read_state
+from molexp.state.journal import read_state
 
 # 200 tasks: 10 independent chains of 20; each appends a line to ran/<task> when it runs.
 WORKFLOW = dedent("""
@@ -218,8 +218,8 @@ def test_compact_journal_records_rebuild_the_same_results():
     """The journal leaves out empty fields and a single attempt that is the result itself; nothing is lost."""
     import json
 
-    from molexp.checkpoint import result_json
-    from molexp.result import Attempt, TaskResult, TaskStatus
+    from molexp.state.checkpoint import result_json
+    from molexp.state.result import Attempt, TaskResult, TaskStatus
 
     ok = TaskResult("a", TaskStatus.COMPLETED, returncodes=[0], stdout_path="/w/a.out", stderr_path="/w/a.err",
                     start=10.0, end=12.5, attempts=1, attempt_log=[Attempt(1, 10.0, 12.5)], worker="w0",

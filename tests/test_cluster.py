@@ -233,7 +233,7 @@ def test_scheduler_killed_mid_run_is_a_clear_error_and_resume_completes(project,
         if r.reason and r.reason.startswith("not started"):
             assert name not in started, (name, r.reason)
     assert said[running[0]].reason.startswith("stopped while running: lost the connection"), said[running[0]]
-    from molexp.journal import read_state
+    from molexp.state.journal import read_state
 
     recorded = {n for n, r in read_state(project / "ck")["records"].items() if r["status"] == "completed"}
     assert 3 <= len(recorded) < 20  # what reached the driver before the kill (a task may finish unseen)

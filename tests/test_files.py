@@ -347,7 +347,7 @@ def test_yaml_sweep_with_a_gather_step(project, target):
 
 
 def test_hash_cache_reads_a_file_once_per_change(tmp_path):
-    from molexp.filehash import HashCache
+    from molexp.state.filehash import HashCache
 
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(3 << 20))
@@ -374,6 +374,6 @@ def test_files_survive_the_yaml_round_trip(project):
     back = Experiment.from_yaml(exp.to_yaml())
     assert back.graph["map"].inputs == {"reads": ["a.txt", "b.txt"]} and back.graph["map"].outputs == {"bam": "out.bam"}
     assert back.graph["plot"].inputs == ["out.bam"] and back == Experiment.from_dict(exp.to_dict())
-    from molexp.files import with_file_deps
+    from molexp.state.files import with_file_deps
 
     assert with_file_deps(exp).layers() == [["map"], ["plot"]]   # the picture shows the implied order

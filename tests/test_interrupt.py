@@ -129,7 +129,7 @@ INT, TERM, HUP = signal.SIGINT, signal.SIGTERM, signal.SIGHUP
 ], ids=["int", "term", "hup", "int-int-1", "int-int-2", "int-int-3", "int-int-at-once", "int-int-int", "term-int"])
 def test_every_stop_signal_prints_the_table_closes_the_journal_and_leaves_no_process(tmp_path, request, signals,
                                                                                       gap):
-    from molexp.journal import read_state
+    from molexp.state.journal import read_state
 
     token = f"30{os.getpid() % 1000:03d}.{zlib.crc32(request.node.callspec.id.encode()) % 10000:04d}"   # sleep's
     gates = write_three_sleepers(tmp_path, token)
@@ -194,7 +194,7 @@ def test_closing_the_terminal_stops_the_run_like_sighup(tmp_path):
     import pty
     import select
 
-    from molexp.journal import read_state
+    from molexp.state.journal import read_state
 
     token = f"31{os.getpid() % 1000:03d}"
     (tmp_path / "exp.yaml").write_text(dedent(f"""

@@ -1,4 +1,4 @@
-"""Tests of molexp.journal with real files and real processes (no mocks)."""
+"""Tests of molexp.state.journal with real files and real processes (no mocks)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-import molexp.journal as journal_module
+import molexp.state.journal as journal_module
 
 from molexp.errors import CheckpointError, CheckpointLocked
-from molexp.journal import (
+from molexp.state.journal import (
     JOURNAL_NAME,
     LOCK_NAME,
     SNAPSHOT_NAME,
@@ -46,7 +46,7 @@ class Payload:
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from molexp.journal import Journal
+    from molexp.state.journal import Journal
     directory, n = sys.argv[1], int(sys.argv[2])
     j = Journal.open(directory, experiment="exp", snapshot_interval=1000)
     for i in range(n):

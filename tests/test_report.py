@@ -1,4 +1,4 @@
-"""molexp.report: the HTML report of a real run, parsed and opened in a real headless Chromium."""
+"""molexp.views.report: the HTML report of a real run, parsed and opened in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from molexp import Experiment, ExperimentExecutor, LocalTask, PythonTask
-from molexp.journal import read_state
-from molexp.report import human_bytes, report_html, write_report
+from molexp.state.journal import read_state
+from molexp.views.report import human_bytes, report_html, write_report
 
 FAILED = "crunch <b>1</b>"
 EVIL = "<script>alert('stderr')</script>"

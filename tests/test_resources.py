@@ -212,7 +212,7 @@ def test_an_unreadable_durations_file_counts_tasks_and_is_replaced(project):
 
 
 def test_tasks_without_a_record_count_as_the_median_recorded_task():
-    from molexp.durations import critical_path
+    from molexp.state.durations import critical_path
 
     order = ["a", "b", "c", "d"]
     dependents = {"a": ["b"], "b": [], "c": ["d"], "d": []}

@@ -157,9 +157,9 @@ def test_the_compiled_graph_is_one_dask_delayed_per_task_with_readable_keys(proj
 
     import dask
 
-    from molexp.compile import compile_graph
-    from molexp.config import ExecutionConfig
-    from molexp.runtime import LocalCancel, LocalSink, RunContext
+    from molexp.run.compile import compile_graph
+    from molexp.run.config import ExecutionConfig
+    from molexp.run.runtime import LocalCancel, LocalSink, RunContext
 
     e = small_experiment(project)
     ctx = RunContext("run1", e.name, str(project), LocalSink(queue.SimpleQueue()), LocalCancel(), params=e.params)
@@ -176,8 +176,8 @@ def test_large_graphs_run_in_slices_locally_and_incrementally_on_a_cluster(proje
     finish. Values, skips and fail-fast cross slice boundaries unchanged."""
     import taskfuncs
 
-    import molexp.backend_distributed as backend_distributed
-    import molexp.backend_local as backend_local
+    import molexp.backends.distributed as backend_distributed
+    import molexp.backends.local as backend_local
     from molexp import ExperimentExecutor, PythonTask, TaskGraph
 
     calls, backends = [], []
@@ -226,7 +226,7 @@ def test_many_small_tasks_are_dispatched_in_chunks_without_losing_parallelism(pr
     """Dask's local scheduler hands big graphs' ready tasks over in chunks (one hand-off for several tasks);
     a chunk is still shared by every free thread: two independent chains, whose two ready tasks always
     arrive in one chunk, run side by side on two workers."""
-    from molexp import backend_local
+    from molexp.backends import local as backend_local
 
     e = Experiment("chains")
     links = 100

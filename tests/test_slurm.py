@@ -217,7 +217,7 @@ def assert_nothing_left(project: Path, job_name: str) -> None:
 def test_importing_dask_jobqueue_through_molexp_keeps_python_sigint_handling():
     code = dedent("""
         import signal
-        from molexp.cluster_start import import_jobqueue
+        from molexp.backends.cluster_start import import_jobqueue
         import_jobqueue()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)
         import dask_jobqueue   # already imported: nothing changes
@@ -235,7 +235,7 @@ def test_importing_dask_jobqueue_through_molexp_keeps_python_sigint_handling():
     code = dedent("""
         import signal
         import dask_jobqueue
-        from molexp.cluster_start import import_jobqueue
+        from molexp.backends.cluster_start import import_jobqueue
         import_jobqueue()
         print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
         """)
@@ -245,7 +245,7 @@ def test_importing_dask_jobqueue_through_molexp_keeps_python_sigint_handling():
 
 @pytest.mark.parametrize("given", ["soon", "-5s", "0", True])
 def test_start_timeout_is_validated(given):
-    from molexp.cluster import make_cluster
+    from molexp.backends.cluster import make_cluster
     from molexp.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"start_timeout \(--start-timeout\) expects .* got "):
@@ -255,7 +255,7 @@ def test_start_timeout_is_validated(given):
 @pytest.mark.parametrize("given, seconds", [(None, 300.0), ("20s", 20.0), ("10m", 600.0), ("2 hours", 7200.0),
                                              (45, 45.0), ("none", None)])
 def test_start_timeout_accepts_dask_durations(given, seconds):
-    from molexp.cluster_start import parse_start_timeout
+    from molexp.backends.cluster_start import parse_start_timeout
 
     assert parse_start_timeout(given) == seconds
 

@@ -1,4 +1,4 @@
-"""molexp.visualize: Mermaid/DOT text, the dependency-free SVG view, and the run timeline."""
+"""molexp.views.visualize: Mermaid/DOT text, the dependency-free SVG view, and the run timeline."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from molexp import Attempt, Experiment, LocalTask, Results, TaskGraph, TaskResult, TaskStatus
-from molexp.visualize import (BAR_COLOUR, STATUS_STYLE, GraphHTML, GraphSVG, Timeline, graph_dot, graph_mermaid,
+from molexp.views.visualize import (BAR_COLOUR, STATUS_STYLE, GraphHTML, GraphSVG, Timeline, graph_dot, graph_mermaid,
                               graph_svg, graphviz_available, timeline, timeline_svg, visualize)
 
 SVG = "{http://www.w3.org/2000/svg}"

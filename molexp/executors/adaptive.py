@@ -12,11 +12,11 @@ from typing import Any
 
 import dask
 
-from ..adaptive_policy import Decision, MemoryPolicy
-from ..backend_distributed import DistributedBackend
-from ..config import _bool, _fraction, _int, _seconds
+from ..backends.adaptive_policy import Decision, MemoryPolicy
+from ..backends.distributed import DistributedBackend
+from ..run.config import _bool, _fraction, _int, _seconds
 from ..errors import ConfigError
-from ..result import Results
+from ..state.result import Results
 from .base import Executor
 
 log = logging.getLogger("molexp")

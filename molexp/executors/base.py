@@ -10,17 +10,17 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .. import cluster as _cluster
-from ..backend_distributed import DistributedBackend
-from ..backend_local import LocalBackend
-from ..config import ExecutionConfig
+from ..backends import cluster as _cluster
+from ..backends.distributed import DistributedBackend
+from ..backends.local import LocalBackend
+from ..run.config import ExecutionConfig
 from ..errors import ConfigError, ExecutionError, TaskDefinitionError
-from ..experiment import Experiment
-from ..graph import TaskGraph
-from ..result import Results, TaskResult
-from ..session import RunSession
-from ..task import Task
-from ..uptodate import Plan
+from ..model.experiment import Experiment
+from ..model.graph import TaskGraph
+from ..state.result import Results, TaskResult
+from ..run.session import RunSession
+from ..model.task import Task
+from ..state.uptodate import Plan
 
 log = logging.getLogger("molexp")
 
@@ -104,7 +104,7 @@ class Executor:
         no checkpoint (nothing runs), unless it is the executor's own ``checkpoint_dir`` (then this is a
         first run that records there, as ``run()`` with ``auto_resume=True`` would be)."""
         from ..errors import CheckpointError
-        from ..journal import JOURNAL_NAME, SNAPSHOT_NAME, find_checkpoint_dir
+        from ..state.journal import JOURNAL_NAME, SNAPSHOT_NAME, find_checkpoint_dir
 
         directory = find_checkpoint_dir(path)
         own = self.config.checkpoint_dir is not None and \
@@ -144,7 +144,7 @@ class Executor:
         (task name -> ``PlanEntry`` with ``action`` ``"run"``, ``"cached"`` or ``"skip"`` and a ``reason``).
         Resume decisions follow the options (``checkpoint_dir``, ``auto_resume``) as a run would; ``targets``
         and ``force`` as for ``run``. Bad input raises as it would for a run."""
-        from ..session import make_plan
+        from ..run.session import make_plan
 
         return make_plan(self, self._work, params, targets=targets, force=force)
 

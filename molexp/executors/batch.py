@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..backend_distributed import DistributedBackend
-from ..backend_local import LocalBackend
+from ..backends.distributed import DistributedBackend
+from ..backends.local import LocalBackend
 from ..errors import ConfigError
-from ..result import Results
+from ..state.result import Results
 from .base import Executor
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..result import Results
+from ..state.result import Results
 from .base import Executor
 
 

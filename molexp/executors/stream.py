@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
-from ..backend_distributed import DistributedBackend
-from ..backend_local import LocalBackend
-from ..result import TaskResult
-from ..session import RunSession
+from ..backends.distributed import DistributedBackend
+from ..backends.local import LocalBackend
+from ..state.result import TaskResult
+from ..run.session import RunSession
 from .base import Executor
 
 

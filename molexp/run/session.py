@@ -17,18 +17,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import durations
-from . import files as _files
-from .checkpoint import Checkpoint
+from ..state import durations
+from ..state import files as _files
+from ..state.checkpoint import Checkpoint
 from .compile import compile_graph
 from .engine import Driver
-from .errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
-from .filehash import HashCache
-from .graph import gc_paused
+from ..errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
+from ..state.filehash import HashCache
+from ..model.graph import gc_paused
 from .progress import Progress
-from .result import Results, TaskResult
+from ..state.result import Results, TaskResult
 from .runtime import RunContext
-from .uptodate import Plan, PlanEntry, decide, fingerprints
+from ..state.uptodate import Plan, PlanEntry, decide, fingerprints
 
 log = logging.getLogger("molexp")
 
@@ -138,7 +138,7 @@ class RunSession:
 def _context(executor, work, params, context, run_id: str):
     """(the run's context, the work's graph) for ``executor``; raises on bad input."""
     from .config import check_kept_tasks
-    from .executors.base import as_graph
+    from ..executors.base import as_graph
 
     if work is None:
         raise TaskDefinitionError("nothing to run: pass an Experiment, TaskGraph, TaskPool or list of tasks")
@@ -188,7 +188,7 @@ def select(graph, ctx: RunContext, targets, force):
             return name
         producer = resolved.producers.get(os.path.normpath(os.path.join(ctx.workdir, name)))
         if producer is None:
-            from .graph import _did_you_mean
+            from ..model.graph import _did_you_mean
 
             raise ConfigError(f"{what} {name!r} is neither a task nor a declared output"
                               + _did_you_mean(name, graph.tasks))
@@ -208,7 +208,7 @@ def select(graph, ctx: RunContext, targets, force):
 def make_plan(executor, work, params=None, *, targets=None, force=None) -> Plan:
     """What ``executor.execute(work, params, targets=, force=)`` would do, without running or changing
     anything: task name -> ``PlanEntry`` (see ``Executor.plan``)."""
-    from .journal import find_checkpoint_dir, read_state
+    from ..state.journal import find_checkpoint_dir, read_state
 
     cfg = executor.config
     with gc_paused():

@@ -239,7 +239,7 @@ class Results(Mapping):
         return pd.DataFrame(self.to_records()).set_index("name")
 
     def _repr_html_(self) -> str:
-        from ._html import table
+        from ..views.html import table
 
         rows = [[r.name, r.status.value, str(r.attempts or ""),
                  "" if r.duration is None else f"{r.duration:.2f}s",
@@ -252,8 +252,8 @@ class Results(Mapping):
         return table(caption, ["task", "status", "tries", "time", "peak mem", "detail"], rows, status_column=1)
 
     def timeline(self):
-        """A Gantt chart of this run (``molexp.visualize.Timeline``): shows itself in Jupyter, ``.save(path)``."""
-        from .visualize import timeline
+        """A Gantt chart of this run (``molexp.views.visualize.Timeline``): shows itself in Jupyter, ``.save(path)``."""
+        from ..views.visualize import timeline
 
         return timeline(self)
 

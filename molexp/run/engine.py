@@ -12,10 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 
-from .errors import ClusterError
-from .graph import TaskGraph
+from ..errors import ClusterError
+from ..model.graph import TaskGraph
 from .progress import Progress
-from .result import Attempt, FailureKind, TaskResult, TaskStatus
+from ..state.result import Attempt, FailureKind, TaskResult, TaskStatus
 
 
 class RunState:

@@ -21,13 +21,13 @@ from typing import Any
 
 from dask.delayed import Delayed
 
-from . import durations
+from ..state import durations
 from .config import ExecutionConfig
-from .files import TaskFiles
-from .graph import TaskGraph, gc_paused
-from .result import TaskResult
+from ..state.files import TaskFiles
+from ..model.graph import TaskGraph, gc_paused
+from ..state.result import TaskResult
 from .runtime import RunContext, TaskSpec, run_task
-from .task import LocalTask, PythonTask, Task
+from ..model.task import LocalTask, PythonTask, Task
 
 log = logging.getLogger("molexp")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]")
@@ -96,7 +96,7 @@ def _log_dir(ctx: RunContext, config: ExecutionConfig, run_dir: str) -> tuple[st
     never share log files; otherwise the experiment's ``logs`` directory, locked for the run, or this run's own
     ``runs/<run id>/logs`` when another live run holds that lock."""
     if config.checkpoint_dir is not None:
-        from .journal import find_checkpoint_dir
+        from ..state.journal import find_checkpoint_dir
 
         return str(find_checkpoint_dir(config.checkpoint_dir).resolve() / "logs"), None
     shared = os.path.join(run_dir, "logs")

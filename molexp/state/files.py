@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FileDeclarationError, TaskDefinitionError, TemplateError
+from ..errors import FileDeclarationError, TaskDefinitionError, TemplateError
 
 _MAGIC = re.compile(r"[*?[]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -179,7 +179,7 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
             if new:
                 extra[t.name] = new
     if extra:
-        from .graph import TaskGraph
+        from ..model.graph import TaskGraph
 
         def with_deps(t):
             if t.name not in extra:
@@ -335,7 +335,7 @@ def _glob_match(pattern_parts: list[str], path: str) -> bool:
 def _render(t, field: str, p: str, values: Mapping[str, Any]) -> str:
     if "$" not in p:
         return p
-    from .task import RUNTIME_ENV, _PLACEHOLDER
+    from ..model.task import RUNTIME_ENV, _PLACEHOLDER
 
     def fill(m: re.Match) -> str:
         if m.group(1):

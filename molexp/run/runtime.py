@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import affinity, filehash, files, procs
-from .result import Attempt, FailureKind, TaskResult, TaskStatus
+from . import affinity, procs
+from ..state import filehash, files
+from ..state.result import Attempt, FailureKind, TaskResult, TaskStatus
 from .spawn import devnull, direct_argv, path_of, spawn
 
 _POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
@@ -331,7 +332,7 @@ def _run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, r
         _unlink(call_file)
         raise _Outcome(FailureKind.ERROR, f"cannot write {call_file} for task {spec.name!r}: {_os_error(e)}") \
             from None
-    argv = [sys.executable, "-m", "molexp._isolated", call_file, value_file]
+    argv = [sys.executable, "-m", "molexp.run.isolated", call_file, value_file]
     cmd = f"python: {getattr(spec.func, '__qualname__', spec.func)}(...) in a child process"
     # The child imports what the function's pickle refers to from the same places this process does.
     env = dict(os.environ, MOLEXP_TASK=spec.name, MOLEXP_ATTEMPT=str(attempt),

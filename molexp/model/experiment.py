@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .errors import TaskDefinitionError, ValidationError
+from ..errors import TaskDefinitionError, ValidationError
 from .graph import TaskGraph
 from .task import LocalTask, PythonTask, Task, resolve_ref
 
@@ -52,7 +52,7 @@ class Experiment:
             raise ValidationError(f"experiment {name!r}: params must be a mapping, got {type(params).__name__}")
         self.params = dict(params or {})
         self.description = description
-        self.cluster: dict[str, Any] = {}  # where `molexp run` runs it (see molexp.cluster.make_cluster)
+        self.cluster: dict[str, Any] = {}  # where `molexp run` runs it (see molexp.backends.cluster.make_cluster)
         self.graph = TaskGraph(tasks)
 
     def add_task(self, task: Task, dependencies: Iterable[str | Task] | None = None) -> Task:
@@ -73,7 +73,7 @@ class Experiment:
         return len(self.graph)
 
     def _repr_html_(self) -> str:
-        from ._html import table
+        from ..views.html import table
 
         rows = []
         for t in self.graph:
@@ -87,8 +87,8 @@ class Experiment:
 
         Shows itself in Jupyter; ``.save("graph.svg"|"graph.html")``, ``.mermaid``, ``.dot``.
         """
-        from .files import with_file_deps
-        from .visualize import visualize
+        from ..state.files import with_file_deps
+        from ..views.visualize import visualize
 
         return visualize(with_file_deps(self), statuses, format=format)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from dask.utils import parse_bytes, parse_timedelta
 
-from .errors import TaskDefinitionError, TemplateError
-from .files import declare
-from .files import names as file_names
+from ..errors import TaskDefinitionError, TemplateError
+from ..state.files import declare
+from ..state.files import names as file_names
 
 # $name or ${name} (${name:q}: shell-quoted); $$ is a literal $ (as in a Makefile). Anything else after $
 # ($1, $?, $(cmd), ${x:-default}) is bash's business and passes through untouched.

@@ -6,7 +6,7 @@ import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from .errors import CycleError, GraphError, TaskDefinitionError
+from ..errors import CycleError, GraphError, TaskDefinitionError
 from .task import Task
 
 
@@ -188,7 +188,7 @@ class TaskGraph:
 
     def critical_path_lengths(self) -> dict[str, int]:
         """name -> number of tasks on the longest path from it to the end of the graph (itself included)."""
-        from .durations import critical_path
+        from ..state.durations import critical_path
 
         return critical_path(self.topological_order(), self.dependents(), {})  # type: ignore[return-value]
 

@@ -1,4 +1,4 @@
-"""Child-process side of an isolated Python task: ``python -m molexp._isolated CALL_FILE VALUE_FILE``.
+"""Child-process side of an isolated Python task: ``python -m molexp.run.isolated CALL_FILE VALUE_FILE``.
 
 Loads ``(func, kwargs, name, attempt, workdir)`` (cloudpickle), calls it, and writes ``(True, value)`` or
 ``(False, error text with traceback)`` to VALUE_FILE (``sys.exit()`` in the function included). The exit code
@@ -13,7 +13,7 @@ import cloudpickle
 
 
 def main(call_file: str, value_file: str) -> None:
-    from molexp import runtime
+    from molexp.run import runtime
 
     with open(call_file, "rb") as f:
         func, kwargs, name, attempt, workdir = cloudpickle.load(f)

@@ -23,7 +23,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from .errors import ClusterError, ConfigError
+from ..errors import ClusterError, ConfigError
 
 log = logging.getLogger("molexp")
 

@@ -12,9 +12,9 @@ import cloudpickle
 from dask.task_spec import Task, TaskRef
 
 from .cluster_cancel import DistributedCancel
-from .errors import ClusterError
-from .result import FailureKind, TaskResult, TaskStatus
-from .runtime import run_packed
+from ..errors import ClusterError
+from ..state.result import FailureKind, TaskResult, TaskStatus
+from ..run.runtime import run_packed
 
 log = logging.getLogger("molexp")
 

@@ -1,6 +1,6 @@
 """Checkpoint and resume for a run: the journal seen from the executor.
 
-On resume a task that is up to date (``molexp.uptodate``: same definition, same input contents, its outputs
+On resume a task that is up to date (``molexp.state.uptodate``: same definition, same input contents, its outputs
 still as it wrote them) is not run again: it ends ``cached`` with its stored result (and return value).
 Everything else runs, with the reason in its result.
 """
@@ -14,12 +14,12 @@ from collections.abc import Mapping
 import cloudpickle
 
 from . import uptodate
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .filehash import HashCache
 from .files import Resolved
 from .journal import JOURNAL_NAME, NO_VALUE, Journal, _json_str, find_checkpoint_dir
 from .result import FailureKind, TaskResult, TaskStatus
-from .runtime import TaskSpec
+from ..run.runtime import TaskSpec
 
 log = logging.getLogger("molexp")
 

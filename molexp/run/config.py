@@ -14,7 +14,7 @@ from typing import Any
 
 from dask.utils import parse_bytes, parse_timedelta
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)

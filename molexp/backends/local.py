@@ -10,7 +10,7 @@ from functools import partial
 from queue import SimpleQueue
 
 from .cluster import default_workers
-from .runtime import LocalCancel, LocalSink
+from ..run.runtime import LocalCancel, LocalSink
 
 
 class LocalBackend:

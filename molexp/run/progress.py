@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable
 
-from .result import TaskStatus
+from ..state.result import TaskStatus
 
 log = logging.getLogger("molexp")
 
