@@ -109,9 +109,9 @@ def child(graph: str, phase: str, kind: str, quick: bool, workers: int, executor
         t2 = time.perf_counter()
         e.graph.validate()
         t3 = time.perf_counter()
-        session = RunSession(ex, e, None, None)  # what run() prepares first: compile, keys, driver state
+        session = ex._session(e, None, None)  # what run() prepares first: compile, keys, driver state
         t4 = time.perf_counter()
-        del session
+        session.close()
         out.update(build_s=t1 - t0, executor_s=t2 - t1, validate_s=t3 - t2, compile_s=t4 - t3)
         if phase == "build":   # the same graph built one add_task call at a time
             with tempfile.TemporaryDirectory(prefix="molexp-scale-") as tmp2:

@@ -14,7 +14,7 @@ from .model.params import (CartesianSampler, LogUniform, Param, ParamSet, ParamS
                      group_results, param_sets, sweep)
 from .state.uptodate import Plan, PlanEntry
 from .state.result import Attempt, FailureKind, Results, TaskResult, TaskStatus
-from .run.runtime import current_task
+from .run.spec import CurrentTask, current_task
 from .model.task import LocalTask, PythonTask, ShellTask, Task, task
 
 __version__ = "0.1.0"
@@ -28,5 +28,5 @@ __all__ = [
     "FileDeclarationError", "Plan", "PlanEntry",
     "GraphError", "LocalTask", "MolexpError", "PythonTask", "Results", "RunInterrupted", "ShellTask", "Task",
     "TaskDefinitionError", "TaskGraph", "TaskPool", "TaskResult", "TaskStatus", "TemplateError",
-    "ValidationError", "current_task", "task",
+    "ValidationError", "CurrentTask", "current_task", "task",
 ]

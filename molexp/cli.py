@@ -256,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, signals: Signals) -> int:
     from .executors import ExperimentExecutor, RunInterrupted
-    from .run.session import RunSession
 
     work = load(args.file)
     params = _params(args.param)
@@ -290,21 +289,15 @@ def _run(args, signals: Signals) -> int:
     clean, interrupted = False, None
     try:
         with ExperimentExecutor(work, address=address, cluster=cluster, **options) as executor:
-            # executor.run(), with the run's event queue handed to the signal handlers in between, so that a
-            # signal becomes an event of the run instead of a KeyboardInterrupt at an arbitrary line.
-            session = None
-            try:
-                session = RunSession(executor, work, params, None, targets=args.target or None,
-                                     force=args.force or None)
-                signals.attach(session.events)
-            except BaseException:
-                if session is not None:
-                    session.close()
-                raise
-            try:
-                results = executor._finish(session.results())
-            finally:
-                signals.detach()
+            # executor.run(), with the run handed to the signal handlers in between, so that a signal becomes
+            # an event of the run instead of a KeyboardInterrupt at an arbitrary line.
+            with executor._session(work, params, None, targets=args.target or None,
+                                   force=args.force or None) as session:
+                signals.attach(session)
+                try:
+                    results = executor._finish(session.results())
+                finally:
+                    signals.detach()
         clean = True
     except RunInterrupted as e:
         interrupted = e
@@ -375,11 +368,11 @@ class Signals:
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
 
-    def attach(self, queue) -> None:
-        """From now on signals are events of the run reading ``queue``; one that came before is one now."""
-        self._queue = queue
+    def attach(self, session) -> None:
+        """From now on signals are events of the run ``session``; one that came before is one now."""
+        self._queue = session
         if self.first is not None:
-            queue.put(("interrupt", None, self.name, _escalate if self.count > 1 else None))
+            session.interrupt(self.name, _escalate if self.count > 1 else None)
 
     def detach(self) -> None:
         self._queue = None
@@ -391,9 +384,9 @@ class Signals:
             self.first = signum
         queue = self._queue
         if queue is not None:
-            # SimpleQueue.put is reentrant: safe in a handler. The driver calls `escalate` once it has set
-            # the run's stop flag, so no task starts after the kill.
-            queue.put(("interrupt", None, self.name, _escalate if self.count > 1 else None))
+            # session.interrupt is a SimpleQueue.put, which is reentrant: safe in a handler. The driver calls
+            # `escalate` once it has set the run's stop flag, so no task starts after the kill.
+            queue.interrupt(self.name, _escalate if self.count > 1 else None)
         elif not self._after and self.count == 1:
             raise KeyboardInterrupt
 

@@ -159,11 +159,15 @@ def test_the_compiled_graph_is_one_dask_delayed_per_task_with_readable_keys(proj
 
     from molexp.run.compile import compile_graph
     from molexp.run.config import ExecutionConfig
-    from molexp.run.runtime import LocalCancel, LocalSink, RunContext
+    from molexp.backends.local import LocalCancel, LocalSink
+    from molexp.run.spec import RunContext
 
     e = small_experiment(project)
-    ctx = RunContext("run1", e.name, str(project), LocalSink(queue.SimpleQueue()), LocalCancel(), params=e.params)
-    delayed = compile_graph(e.graph, ctx, ExecutionConfig()).delayed()
+    ctx = RunContext(run_id="run1", experiment=e.name, workdir=str(project), sink=LocalSink(queue.SimpleQueue()),
+                     cancel=LocalCancel(), params=e.params)
+    compiled = compile_graph(e.graph, ctx, ExecutionConfig())
+    compiled.graph().validate()   # a HighLevelGraph whose layers declare their dependencies truly
+    delayed = compiled.delayed()
     assert list(delayed) == ["write", "check", "make_numbers", "total"]
     assert delayed["write"].key.endswith("-write") and delayed["make_numbers"].key.startswith("make-")
     (total,) = dask.compute(delayed["total"], scheduler="threads")
@@ -199,7 +203,7 @@ def test_large_graphs_run_in_slices_locally_and_incrementally_on_a_cluster(proje
 
     results = ExperimentExecutor(layered(), progress=False, max_workers=2, **target).run()
     if target:
-        assert backends and all(b.incremental for b in backends) and not calls
+        assert backends and not any(b.schedules_dependents for b in backends) and not calls
     else:
         assert calls == [7]
     assert results.ok and len(results) == 30

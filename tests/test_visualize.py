@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 import pytest
 
 from molexp import Attempt, Experiment, LocalTask, Results, TaskGraph, TaskResult, TaskStatus
-from molexp.views.visualize import (BAR_COLOUR, STATUS_STYLE, GraphHTML, GraphSVG, Timeline, graph_dot, graph_mermaid,
-                              graph_svg, graphviz_available, timeline, timeline_svg, visualize)
+from molexp.views.style import BAR_COLOUR
+from molexp.views.visualize import (STATUS_STYLE, GraphHTML, GraphSVG, Timeline, graph_dot, graph_mermaid, graph_svg,
+                                    graphviz_available, timeline, timeline_svg, visualize)
 
 SVG = "{http://www.w3.org/2000/svg}"
 NASTY = ['say "hi"', "a[1] (b) {c}", "<script>alert('x')</script>", "x & y; #1 --> z", "multi\nline|pipe`tick`"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import heapq
 import logging
 import threading
@@ -14,7 +13,8 @@ from dask.task_spec import Task, TaskRef
 from .cluster_cancel import DistributedCancel
 from ..errors import ClusterError
 from ..state.result import FailureKind, TaskResult, TaskStatus
-from ..run.runtime import run_packed
+from ..run.spec import ClusterLost, EngineError, Finished
+from .remote import _EVENTS, DistributedSink, run_remote, unpacked
 
 log = logging.getLogger("molexp")
 
@@ -31,9 +31,6 @@ _GATHER_WAIT = 0.05
 # over all of it.
 _SUBMIT_CHUNK = 1000
 
-# How long a worker process gathers task events (starts, retries) before sending them (see DistributedSink).
-_COALESCE = 0.02
-
 # How long the collector waits for the scheduler to forget the keys of results that are in (see ``_forget``);
 # it takes one message on the client's batched stream, typically a few milliseconds.
 _FORGET_WAIT = 2.0
@@ -44,54 +41,6 @@ _FORGET_WAIT = 2.0
 # ~500 bytes; the scheduler keeps one copy per submitted graph (its pickle shares it), each task message
 # to a worker carries it.
 _INLINE_CONTEXT = 64 * 1024
-
-
-class DistributedSink:
-    """Events from a ``distributed`` worker: ``log_event`` on a per-run topic, read by the driver's
-    ``subscribe_topic`` handler. Results travel as Dask futures, not events.
-
-    A worker process gathers the events of ``_COALESCE`` seconds and sends them as one list: one message
-    through the scheduler per batch instead of one per task start (a message each cost ~14 % of a run of
-    1,000 `true` tasks on a one-worker cluster). A start is thus reported at most that much later; it only
-    says what a stopped run was doing (a task on a worker always reports its own outcome)."""
-
-    _pending: dict[str, list] = {}   # per process: topic -> events not sent yet
-    _lock = threading.Lock()
-
-    def __init__(self, topic: str):
-        self.topic = topic
-
-    def emit(self, event: tuple) -> None:
-        from distributed import get_worker
-
-        try:
-            worker = get_worker()
-        except ValueError:  # not on a worker (e.g. a client-side compute): nobody to tell
-            return
-        with self._lock:
-            pending = self._pending.get(self.topic)
-            if pending is not None:
-                pending.append(event)
-                return
-            self._pending[self.topic] = [event]
-        worker.loop.add_callback(worker.loop.call_later, _COALESCE, self._flush, worker)
-
-    def _flush(self, worker) -> None:
-        with self._lock:
-            events = self._pending.pop(self.topic, [])
-        if events:
-            worker.log_event(self.topic, events)
-
-    def done(self, result) -> None:
-        pass
-
-    def worker(self) -> str:
-        from distributed import get_worker
-
-        try:
-            return get_worker().address
-        except ValueError:
-            return "client"
 
 
 class DistributedBackend:
@@ -112,7 +61,7 @@ class DistributedBackend:
 
     name = "distributed"
 
-    incremental = True   # tasks are always submitted as their inputs finish
+    schedules_dependents = False   # the driver submits each task once its inputs are in (``submit``)
 
     def __init__(self, client, *, window: int | None = None, throttle=None):
         self.client = client
@@ -128,15 +77,19 @@ class DistributedBackend:
         self._cancel: DistributedCancel | None = None
         self._resources_pending = self._warned_resources = False
         self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
+        self._started = False     # start() has run: tasks may be submitted
+        self._ready: list = []    # heap of (rank, name): ready, not submitted yet
+        self._upstream: dict[str, tuple] = {}   # ready task -> its dependencies' results
+        self._in_flight: set[str] = set()       # submitted, not final yet
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
 
     # -- setup -------------------------------------------------------------------------------------------
     def make_sink(self, queue, run_id: str):
         self._topic = f"molexp-{run_id}"
-        def handle(event):   # (time, [event, ...]) from a worker's batch
+        def handle(event):   # (time, [event as a tuple, ...]) from a worker's batch
             for e in event[1]:
-                queue.put(e)
+                queue.put(_EVENTS[e[0]](*e[1:]))
 
         self.client.subscribe_topic(self._topic, handle)
         return DistributedSink(self._topic)
@@ -151,18 +104,19 @@ class DistributedBackend:
         except Exception:
             return None
 
-    def start(self, compiled, queue, driver=None) -> None:
-        self._compiled, self._queue = compiled, queue
+    def start(self, compiled, events) -> None:
+        """Get ready to submit ``compiled``'s tasks (``submit``); outcomes go to ``events``."""
+        self._compiled, self._queue = compiled, events
         names = list(compiled.specs)
         self._key_to_name = {compiled.keys[n]: n for n in names}
         self._resources_by_key = self._resources(compiled)
-        self._ctx_blob = cloudpickle.dumps(compiled.dsk[compiled.ctx_key])
+        self._ctx_blob = cloudpickle.dumps(compiled.ctx)
         self._ctx_inline = len(self._ctx_blob) <= _INLINE_CONTEXT
         try:
             self._threads = max(1, sum(self.client.nthreads().values()))
         except Exception:
             self._threads = 4
-        self._start_submitting(compiled, queue, driver)
+        self._start_submitting(compiled, events)
 
     def _collect(self, ac, queue) -> None:
         """A thread that turns finished futures into driver events. Futures are taken in batches and their
@@ -188,9 +142,9 @@ class DistributedBackend:
                         break
             except BaseException as e:
                 if self._connection_lost():  # e.g. a gather cut short by the scheduler's death
-                    queue.put(("cluster-lost", None, self._lost_message()))
+                    queue.put(ClusterLost(self._lost_message()))
                 else:
-                    queue.put(("engine-error", None, e))
+                    queue.put(EngineError(e))
 
         self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
         self._collector.start()
@@ -211,7 +165,7 @@ class DistributedBackend:
             name = key_to_name[future.key]
             if self._needed_by.get(name):
                 self._sent[name] = value   # dependents get it as it came (the value still pickled)
-            queue.put(("done", name, unpacked(value)))
+            queue.put(Finished(unpacked(value)))
         for future in others:
             if future.status in ("lost", "pending"):
                 ac.add(future)
@@ -219,13 +173,13 @@ class DistributedBackend:
             name = key_to_name[future.key]
             if future.status == "cancelled" and name not in self._cancelled and self._connection_lost():
                 # distributed cancels every future when the scheduler connection drops
-                queue.put(("cluster-lost", None, self._lost_message()))
+                queue.put(ClusterLost(self._lost_message()))
                 return True
             try:
                 error = future.exception(timeout=10) if future.status == "error" else None
             except Exception as e:  # cancelled meanwhile, or the cluster is going
                 error = e
-            queue.put(("crash", name, _crash_result(name, future.status, error, key_to_name)))
+            queue.put(Finished(_crash_result(name, future.status, error, key_to_name)))
         return False
 
     def _forget(self, futures) -> None:
@@ -254,8 +208,7 @@ class DistributedBackend:
             time.sleep(0.002)
 
     # -- submission ------------------------------------------------------------------------------------------
-    def _start_submitting(self, compiled, queue, driver) -> None:
-        self._driver = driver
+    def _start_submitting(self, compiled, queue) -> None:
         self._ac = as_completed_of(self.client)
         self._more = threading.Event()
         if self._ctx_inline:
@@ -265,24 +218,24 @@ class DistributedBackend:
             self._ctx_future = self.client.submit(_identity, self._ctx_blob, key=compiled.ctx_key, pure=False)
             self._ctx_arg = TaskRef(compiled.ctx_key)
         specs = compiled.specs
-        # What each task still waits for, and how many dependents still need each task's result.
-        self._waiting = {n: {d for d in s.deps if d in specs} for n, s in specs.items()}
-        self._sent: dict[str, TaskResult] = {}   # results as workers sent them, kept for dependents
+        # How many dependents still need each task's result as its worker sent it (see _sent).
+        self._sent: dict[str, TaskResult] = {}
         self._needed_by = {n: 0 for n in specs}
         for s in specs.values():
             for d in s.deps:
                 if d in self._needed_by:
                     self._needed_by[d] += 1
-        order = {n: i for i, n in enumerate(driver.graph.topological_order())}
         prio = compiled.priorities or {}
-        self._rank = {n: (-prio.get(compiled.keys[n], 0), order[n]) for n in specs}
-        self._ready: list = []
-        for n, waiting in self._waiting.items():
-            if not waiting:
-                heapq.heappush(self._ready, (self._rank[n], n))
-        self._in_flight: set[str] = set()
+        # ready tasks go best priority first, then in topological order (compiled.keys' order)
+        self._rank = {n: (-prio.get(k, 0), i) for i, (n, k) in enumerate(compiled.keys.items())}
+        self._started = True
         self._collect(self._ac, queue)
-        self._fill()
+
+    def submit(self, name: str, upstream: tuple[TaskResult, ...]) -> None:
+        """Task ``name`` is ready: its dependencies' results are ``upstream`` (in its ``deps`` order). It goes
+        to the scheduler at the next ``caught_up`` (with the others ready by then), within the bounds."""
+        self._upstream[name] = upstream
+        heapq.heappush(self._ready, (self._rank[name], name))
 
     def allowed_in_flight(self) -> int | None:
         """The current bound on tasks in flight: the window, lowered by the throttle."""
@@ -299,21 +252,16 @@ class DistributedBackend:
         if self._stopped_submitting:
             return
         bound = self.allowed_in_flight()
-        specs, keys, dsk = self._compiled.specs, self._compiled.keys, self._compiled.dsk
+        specs, keys = self._compiled.specs, self._compiled.keys
         graph = {}
         while self._ready and (bound is None or len(self._in_flight) < bound):
             _, name = heapq.heappop(self._ready)
             spec = specs[name]
-            final = self._driver.state
-            bad = next((d for d in spec.deps if final[d].final is not None and not final[d].final.status.ok), None)
-            # Upstream results as data: as their workers sent them; tasks reused from a checkpoint as recorded.
-            args = [self._sent[d] if d in self._sent else dsk[keys[d]] if d not in specs else final[d].final
-                    for d in spec.deps] if bad is None else ()
+            # Upstream results as data: as their workers sent them (still pickled), else as the driver has them
+            # (tasks reused from a checkpoint).
+            sent = self._sent
+            args = [sent.get(up.name, up) for up in self._upstream.pop(name)]
             self._submitted(spec.deps)
-            if bad is not None:  # as the worker would say it, without a round trip
-                why = "failed" if final[bad].final.status is TaskStatus.FAILED else "was skipped"
-                self._queue.put(("done", name, TaskResult(name, TaskStatus.SKIPPED, reason=f"upstream {bad!r} {why}")))
-                continue
             key = keys[name]
             graph[key] = Task(key, run_remote, name, cloudpickle.dumps(spec), self._ctx_arg, *args)
             self._in_flight.add(name)
@@ -361,18 +309,16 @@ class DistributedBackend:
         self._more.set()  # the collector may be waiting for futures to watch
 
     def task_final(self, result) -> None:
-        """Called by the driver for each final result: release its future (its result is in; nothing on the
-        cluster depends on it) and queue what became ready; ``caught_up`` submits it."""
-        if not hasattr(self, "_in_flight"):
-            return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
+        """Called by the driver for each final result: the task is no longer in flight (its future was
+        released when its result came in). A task that was never submitted (skipped) releases its inputs."""
         name = result.name
-        self._in_flight.discard(name)
-        for dependent in self._driver.graph.dependents().get(name, ()):
-            waiting = self._waiting.get(dependent)
-            if waiting is not None and name in waiting:
-                waiting.discard(name)
-                if not waiting:
-                    heapq.heappush(self._ready, (self._rank[dependent], dependent))
+        in_flight = self._in_flight
+        if not self._started:
+            return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
+        if name in in_flight:
+            in_flight.discard(name)
+        elif name in self._compiled.specs and name not in self._futures:
+            self._submitted(self._compiled.specs[name].deps)
 
     def caught_up(self) -> None:
         """Called by the driver once it has handled every waiting outcome: submit what became ready meanwhile
@@ -380,7 +326,7 @@ class DistributedBackend:
         ``task_final``: each submission is one ``update-graph`` message and one scheduler step in the driver's
         process, which is the busy one; results arrive in batches (one per collector ``gather``), so one
         wake-up typically readies several tasks."""
-        if getattr(self, "_ready", None):
+        if self._ready:
             self._fill()
 
     # -- control ---------------------------------------------------------------------------------------------
@@ -423,8 +369,8 @@ class DistributedBackend:
         names = list(names)
         self._stopped_submitting = True
         unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
-        if hasattr(self, "_ready"):
-            self._ready.clear()
+        self._ready.clear()
+        self._upstream.clear()
         pending = [n for n in names if n in self._futures and not self._futures[n].done()]
         try:
             on_workers = {k for keys in self.client.processing().values() for k in keys}
@@ -443,7 +389,7 @@ class DistributedBackend:
     def may_have_started(self, name: str) -> bool:
         """Whether ``name`` was handed to the cluster (its start may not have been reported when the
         scheduler was lost)."""
-        return name in self._futures or name in getattr(self, "_in_flight", ())
+        return name in self._futures or name in self._in_flight
 
     def _connection_lost(self, wait: float = 3.0) -> bool:
         """True when the client has lost its scheduler (it may take a moment to notice)."""
@@ -462,7 +408,7 @@ class DistributedBackend:
     def check(self) -> None:
         if getattr(self.client, "status", "running") != "running":
             raise ClusterError(self._lost_message())
-        if hasattr(self, "_ready"):
+        if self._started:
             self._fill()  # the throttle may allow more now
 
     def close(self) -> None:
@@ -550,37 +496,3 @@ def _crash_result(name: str, status: str, value, key_to_name) -> TaskResult:
                                 "(memory?), or the workers were lost")
     return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
                       error=f"Dask could not run task {name!r}: {type(exc).__name__}: {exc}")
-
-
-class Packed:
-    """A Python task's value as cloudpickle bytes, made on the worker that ran it (see ``run_remote``)."""
-
-    __slots__ = ("blob",)
-
-    def __init__(self, blob: bytes):
-        self.blob = blob
-
-
-def run_remote(name: str, spec_blob: bytes, ctx_blob: bytes, *upstream: TaskResult) -> TaskResult:
-    """What a worker runs for one task (``runtime.run_packed``), with upstream values unpickled first and the
-    task's own value pickled after: a value that cannot be pickled (a generator, a lock) fails this task,
-    with the reason, where Dask would otherwise fail to send the result and lose the run."""
-    result = run_packed(name, spec_blob, ctx_blob, *map(unpacked, upstream))
-    if result.value is not None:
-        try:
-            result.value = Packed(cloudpickle.dumps(result.value))
-        except Exception as e:
-            result.value = None
-            result.status, result.failure = TaskStatus.FAILED, FailureKind.EXCEPTION.value
-            result.error = (f"the return value of task {name!r} cannot be sent back from the worker: "
-                            f"{type(e).__name__}: {e}")
-    return result
-
-
-def unpacked(result):
-    """``result`` with its value unpickled, when it came packed from a worker (a copy: the packed one may
-    still go to other dependents)."""
-    if isinstance(result, TaskResult) and isinstance(result.value, Packed):
-        result = copy.copy(result)
-        result.value = cloudpickle.loads(result.value.blob)
-    return result

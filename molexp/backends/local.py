@@ -5,18 +5,22 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from functools import partial
 from queue import SimpleQueue
 
 from .cluster import default_workers
-from ..run.runtime import LocalCancel, LocalSink
+from dask.task_spec import DataNode, Task
+
+from ..run.spec import EngineDone, EngineError, Finished
 
 
 class LocalBackend:
     """Dask's threaded scheduler (``dask.threaded.get``) in a background thread, on a pool of our own."""
 
     name = "local"
+    schedules_dependents = True   # Dask's scheduler starts each task when its inputs are in
 
     tick = 0.5  # seconds between health checks while the driver waits
     nap = 0.01  # see caught_up()
@@ -41,23 +45,29 @@ class LocalBackend:
     def make_cancel(self, run_id: str):
         return LocalCancel()
 
-    def start(self, compiled, queue, driver=None) -> None:
+    def start(self, compiled, events) -> None:
+        """Run ``compiled`` on Dask's threaded scheduler in a background thread; outcomes and the engine's own
+        end (``EngineDone``/``EngineError``) go to ``events``."""
         import dask.local
         import dask.threaded
 
-        keys = list(compiled.keys.values())
+        names = list(compiled.keys)
+        callbacks: tuple = ()
         if compiled.priorities:
             # Dask's local scheduler decides what is ready; every ready task goes to a pool that starts the
             # highest priority first (dask.local itself orders ready tasks by dask.order, not by priority).
-            self._pool = PriorityPool(self.workers, compiled.priorities)
+            pool = self._pool = PriorityPool(self.workers, compiled.priorities)
+            callbacks = ((None, None, pool.pretask, None, None),)
         else:
             self._pool = SplitPool(self.workers)
         # get_async hands at most `slots` chunks of `chunk` tasks to the pool at a time: the pool size, or the
         # batch window (one task a chunk), or everything ready (priorities: the pool chooses, one at a time).
-        slots = self.window or (len(keys) + 1 if compiled.priorities else self.workers)
-        chunk = 1 if self.window or compiled.priorities else chunk_size(len(keys), self.workers)
-        get = partial(dask.local.get_async, self._pool.submit, slots, get_id=dask.threaded._thread_get_id,
-                      pack_exception=dask.threaded.pack_exception, chunksize=chunk)
+        slots = self.window or (len(names) + 1 if compiled.priorities else self.workers)
+        chunk = 1 if self.window or compiled.priorities else chunk_size(len(names), self.workers)
+        # callbacks given (even none): Dask then leaves the process's global callbacks alone (a user's
+        # ProgressBar in another thread keeps working while a run goes on)
+        get = partial(dask.local.get_async, self._pool.submit, slots, get_id=threading.get_ident,
+                      pack_exception=dask.threaded.pack_exception, chunksize=chunk, callbacks=callbacks)
 
         if isinstance(self._pool, PriorityPool):
             pool, plain_get = self._pool, get
@@ -68,19 +78,20 @@ class LocalBackend:
 
         def engine():
             try:
-                if len(keys) <= SEGMENT:
-                    get(compiled.dsk, keys)
-                else:
-                    run_in_segments(get, compiled, keys, SEGMENT)
+                run_in_segments(get, compiled, names, SEGMENT)
             except BaseException as e:  # reported to the driver, which fails what never reported
-                queue.put(("engine-error", None, e))
+                events.put(EngineError(e))
             else:
-                queue.put(("engine-done", None, None))
+                events.put(EngineDone())
             finally:
                 self._finished.set()
 
         self._thread = threading.Thread(target=engine, name="molexp-engine", daemon=True)
         self._thread.start()
+
+    def submit(self, name: str, upstream) -> None:
+        """Never called: Dask's local scheduler starts tasks itself (``schedules_dependents``)."""
+        raise NotImplementedError("the local backend hands the whole graph to Dask")
 
     def cancel(self, names) -> list:
         """Nothing to cancel: every pending task sees the run's cancel flag and returns at once."""
@@ -102,6 +113,38 @@ class LocalBackend:
             self._pool = None
 
 
+class LocalSink:
+    """Events straight into the driver's queue (same process, threads)."""
+
+    def __init__(self, queue):
+        self._queue = queue
+
+    def emit(self, event) -> None:
+        self._queue.put(event)
+
+    def done(self, result) -> None:
+        self._queue.put(Finished(result))
+
+    def worker(self) -> str:
+        return threading.current_thread().name
+
+
+class LocalCancel:
+    """A run's stop flag on the local scheduler: a ``threading.Event``."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+
 def chunk_size(tasks: int, workers: int) -> int:
     """How many ready tasks Dask's local scheduler hands a worker thread at once (its ``chunksize``): up to 8
     in graphs of many tasks per worker, 1 in small ones. A chunk costs the scheduler one hand-off instead of
@@ -119,22 +162,19 @@ def chunk_size(tasks: int, workers: int) -> int:
 SEGMENT = 10_000
 
 
-def run_in_segments(get, compiled, keys: list, size: int) -> None:
-    """``get`` consecutive slices of ``keys`` (topological order); each slice's graph holds its tasks, the
-    run context, and the results of the earlier tasks it needs."""
-    dsk = compiled.dsk
+def run_in_segments(get, compiled, names: list, size: int) -> None:
+    """``get`` consecutive slices of ``names`` (topological order); each slice's graph holds its tasks, the run
+    context, and the results of the earlier tasks it needs (as data). The Dask tasks of a slice are made just
+    before it runs."""
     done: dict = {}
-    for start in range(0, len(keys), size):
-        part = keys[start:start + size]
-        inside = set(part)
-        sub = {compiled.ctx_key: dsk[compiled.ctx_key]}
-        for key in part:
-            node = sub[key] = dsk[key]
-            if type(node) is tuple:
-                for dep in node[3:]:   # (run_task, spec, ctx_key, *dependency keys)
-                    if dep not in inside:
-                        sub[dep] = done[dep]
-        done.update(zip(part, get(sub, part)))
+    for start in range(0, len(names), size):
+        dsk = compiled.tasks(names[start:start + size])
+        keys = [k for k in dsk if k != compiled.ctx_key]
+        for node in list(dsk.values()):
+            for dep in node.dependencies:
+                if dep not in dsk:
+                    dsk[dep] = DataNode(dep, done[dep])
+        done.update(zip(keys, get(dsk, keys)))
 
 
 class SplitPool:
@@ -228,6 +268,7 @@ class PriorityPool:
         self._dependents: dict = {}
         self._left: dict = {}       # task key -> dependencies (tasks of the watched graph) not finished yet
         self._expected: set = set()  # made ready by a finished task, not submitted yet
+        self._keys: deque = deque()  # keys announced by ``pretask``, not submitted yet
         self._threads = [threading.Thread(target=self._work, name=f"molexp-worker-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
@@ -235,20 +276,26 @@ class PriorityPool:
 
     def watch(self, dsk: dict) -> None:
         """The graph about to run: which of its tasks each task's completion can make ready."""
-        tasks = {k for k, v in dsk.items() if type(v) is tuple}
+        tasks = {k for k, v in dsk.items() if isinstance(v, Task)}
         dependents: dict = {}
         left = {}
+        self._keys.clear()
         for key in tasks:
-            deps = [d for d in dsk[key][3:] if d in tasks]   # (run_task, spec, ctx_key, *dependency keys)
+            deps = [d for d in dsk[key].dependencies if d in tasks]
             left[key] = len(deps)
             for d in deps:
                 dependents.setdefault(d, []).append(key)
         with self._cond:
             self._dependents, self._left, self._expected = dependents, left, set()
 
+    def pretask(self, key, dsk, state) -> None:
+        """Dask's ``pretask`` callback: called in the engine thread for each task about to be submitted, in the
+        order of the submissions that follow (one task each: chunk size 1), so ``submit`` knows its key."""
+        self._keys.append(key)
+
     def submit(self, fn, *args):
         future: Future = Future()
-        key = args[0][0][0]  # get_async submits batch_execute_tasks([(key, ...), ...])
+        key = self._keys.popleft()
         with self._cond:
             self._seq += 1
             heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, key, fn, args, future))

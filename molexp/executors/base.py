@@ -14,9 +14,8 @@ from ..backends import cluster as _cluster
 from ..backends.distributed import DistributedBackend
 from ..backends.local import LocalBackend
 from ..run.config import ExecutionConfig
-from ..errors import ConfigError, ExecutionError, TaskDefinitionError
-from ..model.experiment import Experiment
-from ..model.graph import TaskGraph
+from ..errors import ConfigError, ExecutionError
+from ..model.work import as_graph
 from ..state.result import Results, TaskResult
 from ..run.session import RunSession
 from ..model.task import Task
@@ -31,22 +30,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, results: Results):
         super().__init__("run interrupted; results holds what finished")
         self.results = results
-
-
-def as_graph(work: Any) -> tuple[TaskGraph, str, str, dict]:
-    """(graph, experiment name, workdir, default params) of an Experiment, TaskGraph, TaskPool or task list."""
-    if isinstance(work, Experiment):
-        return work.graph, work.name, work.workdir, dict(work.params)
-    if isinstance(work, TaskGraph):
-        return work, getattr(work, "name", "workflow"), ".", {}
-    if isinstance(work, Task):
-        work = [work]
-    if isinstance(work, Iterable) and not isinstance(work, (str, bytes, Mapping)):
-        items = list(work)
-        if all(isinstance(t, Task) for t in items):
-            return TaskGraph(items), "workflow", ".", {}
-    raise TaskDefinitionError(
-        f"expected an Experiment, a TaskGraph, a TaskPool or a list of tasks, got {type(work).__name__}")
 
 
 class Executor:
@@ -146,16 +129,27 @@ class Executor:
         and ``force`` as for ``run``. Bad input raises as it would for a run."""
         from ..run.session import make_plan
 
-        return make_plan(self, self._work, params, targets=targets, force=force)
+        return make_plan(self.config, self._work, params, targets=targets, force=force)
 
     def execute(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
                 context: Mapping[str, Any] | None = None) -> Results:
-        """Run ``work`` (default: the work the executor was made with); returns ``Results``."""
-        return self._execute(self._work if work is None else work, params, context)
+        """Run ``work`` (an Experiment, TaskGraph, TaskPool or list of tasks; default: the work the executor was
+        made with) with ``params`` (values for the commands' templates and the functions' arguments) and
+        ``context`` (values the condition check sees); returns ``Results``. The same on every executor."""
+        return self._execute(work, params, context)
 
     def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
                  targets: Iterable[str] | None = None, force: Iterable[str] | None = None) -> Results:
-        return self._finish(RunSession(self, work, params, context, targets=targets, force=force).results())
+        with self._session(work, params, context, targets=targets, force=force) as session:
+            return self._finish(session.results())
+
+    def _session(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None, *,
+                 targets: Iterable[str] | None = None, force: Iterable[str] | None = None) -> RunSession:
+        """A prepared run of ``work`` (default: the executor's own) with this executor's options, backend and
+        callbacks; raises on bad input before anything runs."""
+        return RunSession(self._work if work is None else work, params, context, config=self.config,
+                          backend=self._backend(), condition=self._condition, on_progress=self._progress_callback,
+                          targets=targets, force=force)
 
     def _finish(self, results: Results) -> Results:
         cfg = self.config

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ..backends.distributed import DistributedBackend
 from ..backends.local import LocalBackend
 from ..errors import ConfigError
-from ..state.result import Results
 from .base import Executor
 
 
@@ -32,9 +30,3 @@ class BatchExecutor(Executor):
         if self.client is not None:
             return DistributedBackend(self.client, window=self.batch_size)
         return LocalBackend(self.config.max_workers, window=self.batch_size)
-
-    def execute(self, task_pool: Any = None, params: Mapping[str, Any] | None = None, *,
-                context: Mapping[str, Any] | None = None) -> Results:
-        """Run a TaskPool (or Experiment, TaskGraph, list of tasks; default: the ``work=`` given at
-        construction) in batches; returns ``Results``."""
-        return self._execute(self._work if task_pool is None else task_pool, params, context)

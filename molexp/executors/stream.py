@@ -30,12 +30,12 @@ class StreamExecutor(Executor):
             return DistributedBackend(self.client)
         return LocalBackend(self.config.max_workers)
 
-    def execute_stream(self, task_graph: Any = None, params: Mapping[str, Any] | None = None, *,
+    def execute_stream(self, work: Any = None, params: Mapping[str, Any] | None = None, *,
                        context: Mapping[str, Any] | None = None) -> Iterator[TaskResult]:
-        """A generator of results in completion order. Bad input raises here, before anything runs. Closing
-        it (or dropping it), even before its first item, stops the run and releases what it holds."""
-        session = RunSession(self, self._work if task_graph is None else task_graph, params, context)
-        return _Stream(session)
+        """A generator of results in completion order (``work``, ``params``, ``context`` as for ``execute``).
+        Bad input raises here, before anything runs. Closing it (or dropping it), even before its first item,
+        stops the run and releases what it holds."""
+        return _Stream(self._session(work, params, context))
 
 
 class _Stream(Generator):

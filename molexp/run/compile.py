@@ -15,18 +15,23 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+from dask.task_spec import DataNode, GraphNode, TaskRef
+from dask.task_spec import Task as DaskTask
 
 from ..state import durations
 from .config import ExecutionConfig
 from ..state.files import TaskFiles
 from ..model.graph import TaskGraph, gc_paused
 from ..state.result import TaskResult
-from .runtime import RunContext, TaskSpec, run_task
+from .runtime import run_task
+from .spec import RunContext, TaskSpec
+from ..errors import TaskDefinitionError
 from ..model.task import LocalTask, PythonTask, Task
 
 log = logging.getLogger("molexp")
@@ -36,13 +41,19 @@ _SAFE = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]*")
 
 @dataclass
 class Compiled:
-    """A run's Dask graph: ``dsk`` (plain dict), ``keys`` (task name -> key), the specs and the context key;
-    ``priorities`` (key -> priority, higher first) when the run schedules by priority."""
+    """A compiled run: ``keys`` (task name -> Dask key, in topological order), ``specs`` (the tasks that run),
+    ``reused`` (tasks reused from a checkpoint: their results enter the graph as data), the run context and
+    its key; ``priorities`` (key -> priority, higher first) when the run schedules by priority.
 
-    dsk: dict
+    The Dask tasks themselves (``dask.task_spec.Task``) are made by ``task``/``tasks`` when a backend hands
+    them to Dask (the local backend a slice at a time, the cluster backend as inputs finish), and ``graph()``
+    gives the whole run as one ``HighLevelGraph``."""
+
     keys: dict[str, str]
     specs: dict[str, TaskSpec]
+    ctx: RunContext
     ctx_key: str
+    reused: dict[str, TaskResult] = field(default_factory=dict)
     priorities: dict[str, float] | None = None
     durations_path: str | None = None     # where this run's task durations are recorded (priority scheduling)
     known_durations: dict[str, float] | None = None  # what that file held when the run was compiled
@@ -57,12 +68,38 @@ class Compiled:
     def reuse(self, cached: Mapping[str, TaskResult]) -> None:
         """Tasks reused from a checkpoint enter the graph as data (their result): they do not run."""
         for name, result in cached.items():
-            self.dsk[self.keys[name]] = result
+            self.reused[name] = result
             self.specs.pop(name, None)
+
+    def task(self, name: str, ctx_ref: TaskRef | None = None) -> GraphNode:
+        """Task ``name`` as Dask runs it: ``run_task(spec, ctx, *dependency results)`` (data if reused)."""
+        key = self.keys[name]
+        spec = self.specs.get(name)
+        if spec is None:
+            return DataNode(key, self.reused[name])
+        keys = self.keys
+        return DaskTask(key, run_task, spec, ctx_ref or TaskRef(self.ctx_key), *[TaskRef(keys[d]) for d in spec.deps])
+
+    def tasks(self, names: Iterable[str]) -> dict[str, GraphNode]:
+        """Key -> Dask task of ``names``, with the run context's data node."""
+        ref = TaskRef(self.ctx_key)
+        dsk: dict[str, GraphNode] = {self.ctx_key: DataNode(self.ctx_key, self.ctx)}
+        task = self.task
+        for name in names:
+            node = task(name, ref)
+            dsk[node.key] = node
+        return dsk
+
+    def graph(self) -> HighLevelGraph:
+        """The whole run as one ``HighLevelGraph`` (one layer; it passes ``HighLevelGraph.validate()``)."""
+        layer = f"molexp-{self.ctx.run_id}"
+        return HighLevelGraph({layer: MaterializedLayer(self.tasks(self.keys))}, {layer: set()})
 
     def delayed(self) -> dict[str, Delayed]:
         """One ``dask.delayed`` object per task (sharing one graph), by task name."""
-        return {name: Delayed(key, self.dsk) for name, key in self.keys.items()}
+        graph = self.graph()
+        (layer,) = graph.layers
+        return {name: Delayed(key, graph, layer=layer) for name, key in self.keys.items()}
 
 
 _GROUP = re.compile(r"[A-Za-z]+")
@@ -128,14 +165,12 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: 
     environ = os.environ
 
     ctx_key = f"molexp-context-{ctx.run_id}"
-    dsk: dict[Any, Any] = {ctx_key: ctx}
     keys: dict[str, str] = {}
     specs: dict[str, TaskSpec] = {}
     made_log_dir = False
     tasks = graph.tasks
     run8 = ctx.run_id[:8]
     family = _GROUP.match
-    key_of = keys.__getitem__
     try:
         for name in order:
             t = tasks[name]
@@ -148,18 +183,18 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: 
                 made_log_dir = True
             spec = _spec(t, ctx, config, params, environ, workdir, log_dir, files.get(name))
             specs[name] = spec
-            dsk[key] = (run_task, spec, ctx_key, *map(key_of, t.deps))
     except BaseException:
         if log_lock is not None:   # bad input: the run never starts
             os.close(log_lock)
         raise
     if not config.priority_scheduling:
-        return Compiled(dsk, keys, specs, ctx_key, log_lock=log_lock)
+        return Compiled(keys, specs, ctx, ctx_key, log_lock=log_lock)
     path = os.path.join(run_dir, durations.FILENAME)
     known = durations.load(path)
     critical = durations.critical_path(order, graph.dependents(), known)
     priorities = {keys[n]: (tasks[n].priority if tasks[n].priority is not None else critical[n]) for n in order}
-    return Compiled(dsk, keys, specs, ctx_key, priorities, path, known, log_lock)
+    return Compiled(keys, specs, ctx, ctx_key, priorities=priorities, durations_path=path, known_durations=known,
+                    log_lock=log_lock)
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,
@@ -179,14 +214,10 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
         out, err = log_paths(log_dir, t.name)
         commands = tuple(t.render(params, environ, files=f.values if f else None)) \
             if "$" in "".join(t.commands) else tuple(t.commands)
-        # Positional: a third of the cost of keywords, which counts at 100,000 tasks. TaskSpec's field order:
-        # name, kind, task, deps, commands, func, call_kwargs, dep_kwargs, cwd, env, timeout, retries,
-        # memory_limit, condition, stdout_path, stderr_path, cores, isolated.
-        spec = TaskSpec(t.name, "shell", t, tuple(t.deps), commands, None, None, (), cwd, t.env or None,
-                        timeout, retries, memory, t.condition, out, err, cores)
-        if f is not None:
-            spec.outputs = f.outputs
-        return spec
+        return TaskSpec(name=t.name, kind="shell", task=t, deps=tuple(t.deps), commands=commands, cwd=cwd,
+                        env=t.env or None, timeout=timeout, retries=retries, memory_limit=memory,
+                        condition=t.condition, stdout_path=out, stderr_path=err, cores=cores,
+                        outputs=f.outputs if f is not None else ())
     if isinstance(t, PythonTask):
         names, varkw = t.accepts()
         call = dict(t.kwargs)
@@ -203,13 +234,12 @@ def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str
                         "isolated=True to run it in a child process", t.name,
                         " and ".join(w for w, v in (("timeout", timeout), ("memory limit", memory)) if v))
         out, err = log_paths(log_dir, t.name) if t.isolated else (None, None)
-        # positional, as for shell tasks above (the same field order)
-        spec = TaskSpec(t.name, "python", t, tuple(t.deps), (), t.func, call, dep_kwargs, cwd, t.env or None,
-                        timeout, retries, memory, t.condition, out, err, cores, t.isolated)
-        if f is not None:
-            spec.outputs = f.outputs
-        return spec
-    raise TypeError(f"task {t.name!r}: cannot run a {type(t).__name__}; use LocalTask or PythonTask")
+        return TaskSpec(name=t.name, kind="python", task=t, deps=tuple(t.deps), func=t.func, call_kwargs=call,
+                        dep_kwargs=dep_kwargs, cwd=cwd, env=t.env or None, timeout=timeout, retries=retries,
+                        memory_limit=memory, condition=t.condition, stdout_path=out, stderr_path=err,
+                        cores=cores, isolated=t.isolated, outputs=f.outputs if f is not None else ())
+    raise TaskDefinitionError(f"task {t.name!r} is a plain {type(t).__name__}, which has nothing to run: make it "
+                              "a LocalTask (shell commands) or a PythonTask (a function)")
 
 
 def _argument_for(dep: str, names: frozenset[str]) -> str | None:

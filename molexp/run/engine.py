@@ -16,6 +16,8 @@ from ..errors import ClusterError
 from ..model.graph import TaskGraph
 from .progress import Progress
 from ..state.result import Attempt, FailureKind, TaskResult, TaskStatus
+from .spec import (ClusterLost, EngineDone, EngineError, Finished, Interrupt, Retrying, Started,
+                   upstream_reason)
 
 
 class RunState:
@@ -64,7 +66,10 @@ class Driver:
         self.left = len(graph)
         self.stop_reason: str | None = None
         self._doomed: dict[str, str] = {}
-        self._held: dict[str, list[tuple]] = {}
+        # When the backend does not start dependents itself (a cluster): tasks -> dependencies not final yet,
+        # and tasks whose dependencies all became final, to be submitted or skipped (see _dispatch).
+        self._waiting: dict[str, int] | None = None
+        self._became_ready: deque[str] = deque()
         self._ready: deque[TaskResult] = deque()
         self.interrupted = False
         self._escalated = False   # a second interrupt: the caller SIGKILLs the task processes
@@ -85,7 +90,9 @@ class Driver:
         yield from self._drain_ready()
         if not self.left:
             return
-        self.backend.start(compiled, self.events, self)
+        self.backend.start(compiled, self.events)
+        if not self.backend.schedules_dependents:
+            self._track_readiness(compiled)
         engine_done = False
         drain_deadline: float | None = None
         try:
@@ -108,36 +115,34 @@ class Driver:
                     self.stop("interrupted (Ctrl-C)")
                     drain_deadline = time.monotonic() + self.kill_grace + 5.0
                     continue
-                kind = event[0]
-                if kind == "interrupt":
-                    # A signal the caller turned into an event (the `molexp` command: ("interrupt", None,
-                    # "SIGTERM", escalate)), so no KeyboardInterrupt lands in the middle of the loop. The first
-                    # stops the run as Ctrl-C does. ``escalate`` (set on a later one) is called once the stop
-                    # flag is set, so nothing starts after it (the command SIGKILLs the task processes); their
-                    # outcomes are then awaited a short while only.
+                kind = type(event)
+                if kind is Interrupt:
+                    # The first stops the run as Ctrl-C does. ``escalate`` (set on a later one) is called once
+                    # the stop flag is set, so nothing starts after it (the command SIGKILLs the task
+                    # processes); their outcomes are then awaited a short while only.
                     if not self.interrupted:
                         self.interrupted = True
-                        self.stop(f"interrupted ({event[2]})")
+                        self.stop(f"interrupted ({event.signal})")
                         drain_deadline = time.monotonic() + self.kill_grace + 5.0
-                    if event[3] and not self._escalated:
+                    if event.escalate is not None and not self._escalated:
                         self._escalated = True
                         drain_deadline = min(drain_deadline or float("inf"), time.monotonic() + 3.0)
-                        if callable(event[3]):
-                            event[3]()
+                        event.escalate()
                     continue
-                if self._escalated and kind in ("done", "crash"):
-                    _killed_by_us(event[2], self._killed)
-                if kind == "engine-done":
+                if kind is EngineDone:
                     engine_done = True
-                elif kind == "engine-error":
-                    self._abandon(f"molexp engine error: {event[2]!r}")
+                elif kind is EngineError:
+                    self._abandon(f"molexp engine error: {event.error!r}")
                     engine_done = True
-                elif kind == "cluster-lost":
-                    self._abandon(event[2])
-                    raise ClusterError(event[2])
+                elif kind is ClusterLost:
+                    self._abandon(event.message)
+                    raise ClusterError(event.message)
                 else:
+                    if self._escalated and kind is Finished:
+                        _killed_by_us(event.result, self._killed)
                     self._handle(event)
                     if self.events.empty():
+                        self._dispatch()
                         self.backend.caught_up()  # submit what those events readied / let outcomes pile up
                 if self.stop_reason is not None and drain_deadline is None:
                     drain_deadline = time.monotonic() + self.kill_grace + 5.0
@@ -150,6 +155,37 @@ class Driver:
             self._abandon(self.stop_reason or "the engine stopped before the task reported")
         yield from self._drain_ready()
 
+    # -- readiness (when the backend does not start dependents itself) -----------------------------------------
+    def _track_readiness(self, compiled) -> None:
+        """Count what each task still waits for; hand the ready ones to the backend."""
+        state = self.state
+        waiting = self._waiting = {}
+        for name, spec in compiled.specs.items():
+            left = sum(1 for d in spec.deps if state[d].final is None)
+            if left:
+                waiting[name] = left
+            elif state[name].final is None:
+                self._became_ready.append(name)
+        self._dispatch()
+        self.backend.caught_up()
+
+    def _dispatch(self) -> None:
+        """Each task whose dependencies are all final: skipped here when one of them did not succeed (as the
+        worker would say it, without a round trip), else submitted with their results. Nothing new is
+        submitted once the run is stopping (the backend has said those tasks will not start)."""
+        ready = self._became_ready
+        state, graph = self.state, self.graph
+        while ready:
+            name = ready.popleft()
+            if state[name].final is not None or self.stop_reason is not None:
+                continue
+            upstream = tuple(state[d].final for d in graph[name].deps)
+            why = upstream_reason(upstream)
+            if why is not None:
+                self._final(TaskResult(name, TaskStatus.SKIPPED, reason=why))
+            else:
+                self.backend.submit(name, upstream)
+
     def _drain_ready(self) -> Iterator[TaskResult]:
         while self._ready:
             yield self._ready.popleft()
@@ -161,35 +197,30 @@ class Driver:
                 event = self.events.get(timeout=0.1)
             except _queue.Empty:
                 continue
-            if event[0] in ("engine-done", "engine-error"):
+            if type(event) in (EngineDone, EngineError):
                 break
             self._handle(event)
         if self.left:
             self._abandon(self.stop_reason or "stopped")
         self._ready.clear()
 
-    def _handle(self, event: tuple) -> None:
-        kind, name = event[0], event[1]
+    def _handle(self, event) -> None:
+        name = event.name
         if name not in self.graph:
             return
         st = self.state[name]
         if st.final is not None:
             return  # a late event for a finished task (distributed delivers events and results separately)
-        if any(self.state[d].final is None for d in self.graph[name].deps):
-            # On a cluster a dependent's events can overtake its dependency's result: tell them after that.
-            self._held.setdefault(name, []).append(event)
-            return
-        if kind == "running":
-            attempt = event[2]
-            self._report_running(name, st, attempt)
-        elif kind == "retrying":
-            attempt = event[2]
-            self._report_running(name, st, attempt)
-            if st.retrying < attempt:
-                st.retrying = attempt
+        kind = type(event)
+        if kind is Started:
+            self._report_running(name, st, event.attempt)
+        elif kind is Retrying:
+            self._report_running(name, st, event.attempt)
+            if st.retrying < event.attempt:
+                st.retrying = event.attempt
                 self.progress(self.graph[name], TaskStatus.RETRYING)
-        elif kind in ("done", "crash"):
-            result: TaskResult = event[2]
+        elif kind is Finished:
+            result = event.result
             if not isinstance(result, TaskResult):
                 result = TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
                                     error=f"task returned {type(result).__name__}, not a TaskResult")
@@ -205,11 +236,8 @@ class Driver:
 
     def _upstream_reason(self, name: str) -> str | None:
         """Why ``name`` cannot run because of a dependency, as the wrapper would have said it."""
-        for d in self.graph[name].deps:
-            final = self.state[d].final
-            if final is not None and not final.status.ok:
-                return f"upstream {d!r} {'failed' if final.status is TaskStatus.FAILED else 'was skipped'}"
-        return self._doomed.get(name)
+        state = self.state
+        return upstream_reason(state[d].final for d in self.graph[name].deps) or self._doomed.get(name)
 
     def _stopped_reason(self, started: bool) -> str:
         """Why a task the run stopped did not finish, saying whether it had started."""
@@ -242,12 +270,16 @@ class Driver:
         self.backend.task_final(result)
         if result.status is TaskStatus.FAILED and self.fail_fast and self.stop_reason is None:
             self.stop(f"fail_fast: task {result.name!r} failed")
-        if self._held:
+        waiting = self._waiting
+        if waiting is not None:
             for dependent in self.graph.dependents().get(result.name, ()):
-                if dependent in self._held and all(self.state[d].final is not None
-                                                   for d in self.graph[dependent].deps):
-                    for event in self._held.pop(dependent):
-                        self._handle(event)
+                left = waiting.get(dependent)
+                if left is not None:
+                    if left == 1:
+                        del waiting[dependent]
+                        self._became_ready.append(dependent)
+                    else:
+                        waiting[dependent] = left - 1
 
     # -- stopping -----------------------------------------------------------------------------------------
     def stop(self, reason: str) -> None:

@@ -13,11 +13,11 @@ import cloudpickle
 
 
 def main(call_file: str, value_file: str) -> None:
-    from molexp.run import runtime
+    from molexp.run.spec import CurrentTask, _current
 
     with open(call_file, "rb") as f:
         func, kwargs, name, attempt, workdir = cloudpickle.load(f)
-    runtime._current.set(runtime._Current(name, attempt, workdir))
+    _current.set(CurrentTask(name, attempt, workdir))
     try:
         outcome = (True, func(**kwargs))
     except Exception as e:

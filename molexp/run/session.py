@@ -1,7 +1,7 @@
 """One run of one executor: everything set up before the first task starts, then iterated to the end.
 
-``RunSession(executor, work, params, context)`` validates and compiles the work, takes the checkpoint
-lock and makes the backend (raising on bad input before anything runs). Iterating it starts the tasks and
+``RunSession(work, params, context, config=, backend=, ...)`` validates and compiles the work, takes the
+checkpoint lock and connects the backend (raising on bad input before anything runs). Iterating it starts the tasks and
 yields each final ``TaskResult`` as it arrives; leaving the loop early stops the run cleanly. ``results()``
 then gives the run's ``Results``.
 """
@@ -13,7 +13,8 @@ import os
 import queue as _queue
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,35 +28,54 @@ from ..state.filehash import HashCache
 from ..model.graph import gc_paused
 from .progress import Progress
 from ..state.result import Results, TaskResult
-from .runtime import RunContext
+from .config import ExecutionConfig
+from .spec import Interrupt, RunContext
+from ..backends.base import Backend
 from ..state.uptodate import Plan, PlanEntry, decide, fingerprints
 
 log = logging.getLogger("molexp")
 
 
 class RunSession:
-    """A prepared run (see the module docstring)."""
+    """A prepared run (see the module docstring), and the owner of what it acquires: the checkpoint's lock,
+    the backend (its subscription, threads and futures), the log directory's lock and the progress bar.
 
-    def __init__(self, executor, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
-                 *, targets: Iterable[str] | None = None, force: Iterable[str] | None = None):
-        self.checkpoint = self.backend = self.progress = self.compiled = None
+    Its collaborators are parameters: the options (``config``), the ``backend`` (which the session closes),
+    the ``condition`` and ``on_progress`` callbacks. Use it as a context manager, or iterate it to the end
+    (or ``close()`` it): either releases everything, also when set-up fails half-way.
+    """
+
+    def __init__(self, work: Any, params: Mapping[str, Any] | None = None,
+                 context: Mapping[str, Any] | None = None, *, config: ExecutionConfig, backend: Backend,
+                 condition: Callable | None = None, on_progress: Callable | None = None,
+                 targets: Iterable[str] | None = None, force: Iterable[str] | None = None):
+        self.checkpoint = self.progress = self.compiled = None
+        self.backend = backend
+        self.config = config
         self._iterated = self._closed = False
         try:
             with gc_paused():
-                self._prepare(executor, work, params, context, targets, force)
+                self._prepare(work, params, context, condition, on_progress, targets, force)
         except BaseException:
             self.close()   # a set-up failure releases what was already acquired (the lock, the subscription)
             raise
 
-    def _prepare(self, executor, work, params, context, targets, force) -> None:
-        cfg = executor.config
-        self.config = cfg
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _prepare(self, work, params, context, condition, on_progress, targets, force) -> None:
+        cfg, backend = self.config, self.backend
         self.started = time.perf_counter()
         run_id = uuid.uuid4().hex[:12]
         self.events: _queue.SimpleQueue = _queue.SimpleQueue()
-        self.ctx, prepared = _context(executor, work, params, context, run_id)
-        graph, resolved, forced = select(prepared, self.ctx, targets, force)
+        inputs = _inputs(cfg, work, params, context)
+        graph, resolved, forced = select(inputs.graph, inputs.params, inputs.workdir, targets, force)
         self.graph = graph
+        self.ctx = _run_context(cfg, inputs, run_id, condition, sink=backend.make_sink(self.events, run_id),
+                                cancel=backend.make_cancel(run_id))
         # raises on bad input before anything runs
         self.compiled = compile_graph(graph, self.ctx, cfg, resolved.files)
         exp_name = self.ctx.experiment
@@ -70,15 +90,16 @@ class RunSession:
             self.compiled.reuse(self.cached)
             kinds = {n: s.kind for n, s in self.compiled.specs.items()}
             on_final = lambda result: self.checkpoint.record(result, kinds.get(result.name))  # noqa: E731
-        self.backend = executor._backend()
-        self.ctx.sink = self.backend.make_sink(self.events, run_id)
-        self.ctx.cancel = self.backend.make_cancel(run_id)
-        link = getattr(self.backend, "dashboard_link", lambda: None)()
+        link = getattr(backend, "dashboard_link", lambda: None)()
         if link:
-            log.info("molexp: %d tasks on %s; dashboard: %s", len(graph), executor.client, link)
-        self.progress = Progress(executor._progress_callback, len(graph), bar=cfg.progress, description=exp_name)
-        self.driver = Driver(graph, self.backend, self.ctx.cancel, self.events, self.progress, on_final=on_final,
+            log.info("molexp: %d tasks on %s; dashboard: %s", len(graph), backend.name, link)
+        self.progress = Progress(on_progress, len(graph), bar=cfg.progress, description=exp_name)
+        self.driver = Driver(graph, backend, self.ctx.cancel, self.events, self.progress, on_final=on_final,
                              fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
+
+    def interrupt(self, signal: str, escalate: Callable[[], None] | None = None) -> None:
+        """Stop the run as Ctrl-C would, from a signal handler (thread-safe; see ``spec.Interrupt``)."""
+        self.events.put(Interrupt(signal, escalate))
 
     def __iter__(self) -> Iterator[TaskResult]:
         if self._iterated or self._closed:
@@ -135,10 +156,21 @@ class RunSession:
         return self._results()
 
 
-def _context(executor, work, params, context, run_id: str):
-    """(the run's context, the work's graph) for ``executor``; raises on bad input."""
+@dataclass(frozen=True)
+class _Inputs:
+    """A run's work and values, checked: the graph, the experiment's name, workdir, params and context."""
+
+    graph: Any
+    experiment: str
+    workdir: str
+    params: dict
+    context: dict
+
+
+def _inputs(cfg: ExecutionConfig, work, params, context) -> _Inputs:
+    """The run's inputs, checked; raises on bad input."""
     from .config import check_kept_tasks
-    from ..executors.base import as_graph
+    from ..model.work import as_graph
 
     if work is None:
         raise TaskDefinitionError("nothing to run: pass an Experiment, TaskGraph, TaskPool or list of tasks")
@@ -147,18 +179,20 @@ def _context(executor, work, params, context, run_id: str):
         raise ConfigError(f"params= expects a mapping, got {type(params).__name__}")
     if context is not None and not isinstance(context, Mapping):
         raise ConfigError(f"context= expects a mapping, got {type(context).__name__}")
-    cfg = executor.config
     check_kept_tasks(cfg, graph.tasks)
-    ctx = RunContext(run_id=run_id, experiment=exp_name, workdir=str(Path(workdir).resolve()),
-                     sink=None, cancel=None, params={**default_params, **(params or {})},
-                     context=dict(context or {}), condition=executor._condition,
-                     retry_delay=cfg.retry_delay, retry_exponential_backoff=cfg.retry_exponential_backoff,
-                     retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
-                     kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
-                     pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
-                     hash_outputs=cfg.checkpoint_dir is not None, condition_timeout=cfg.condition_timeout,
-                     keep_processes=cfg.keep_processes)
-    return ctx, graph
+    return _Inputs(graph, exp_name, str(Path(workdir).resolve()), {**default_params, **(params or {})},
+                   dict(context or {}))
+
+
+def _run_context(cfg: ExecutionConfig, inputs: _Inputs, run_id: str, condition, *, sink, cancel) -> RunContext:
+    return RunContext(run_id=run_id, experiment=inputs.experiment, workdir=inputs.workdir, sink=sink, cancel=cancel,
+                      params=inputs.params, context=inputs.context, condition=condition,
+                      retry_delay=cfg.retry_delay, retry_exponential_backoff=cfg.retry_exponential_backoff,
+                      retry_max_delay=cfg.retry_max_delay, retry_jitter=cfg.retry_jitter,
+                      kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
+                      pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
+                      hash_outputs=cfg.checkpoint_dir is not None, condition_timeout=cfg.condition_timeout,
+                      keep_processes=cfg.keep_processes)
 
 
 def _names(what: str, given) -> list[str]:
@@ -176,17 +210,17 @@ def _names(what: str, given) -> list[str]:
     return items
 
 
-def select(graph, ctx: RunContext, targets, force):
+def select(graph, params: Mapping[str, Any], workdir: str, targets, force):
     """(the graph to run, its resolved files, the forced names): files resolved into dependencies, then
     narrowed to ``targets`` (task names, or output paths relative to the workdir) and what they need."""
-    resolved = _files.resolve(graph, ctx.params, ctx.workdir)
+    resolved = _files.resolve(graph, params, workdir)
     graph = resolved.graph
     wanted, forced = _names("targets", targets), _names("force", force)
 
     def task_of(what: str, name: str) -> str:
         if name in graph:
             return name
-        producer = resolved.producers.get(os.path.normpath(os.path.join(ctx.workdir, name)))
+        producer = resolved.producers.get(os.path.normpath(os.path.join(workdir, name)))
         if producer is None:
             from ..model.graph import _did_you_mean
 
@@ -205,15 +239,16 @@ def select(graph, ctx: RunContext, targets, force):
     return graph, resolved, forced_names
 
 
-def make_plan(executor, work, params=None, *, targets=None, force=None) -> Plan:
-    """What ``executor.execute(work, params, targets=, force=)`` would do, without running or changing
-    anything: task name -> ``PlanEntry`` (see ``Executor.plan``)."""
+def make_plan(cfg: ExecutionConfig, work, params=None, *, targets=None, force=None) -> Plan:
+    """What running ``work`` with options ``cfg`` (and ``targets=``, ``force=``) would do, without running or
+    changing anything: task name -> ``PlanEntry`` (see ``Executor.plan``)."""
     from ..state.journal import find_checkpoint_dir, read_state
 
-    cfg = executor.config
     with gc_paused():
-        ctx, full = _context(executor, work, params, None, "plan")
-        graph, resolved, forced = select(full, ctx, targets, force)
+        inputs = _inputs(cfg, work, params, None)
+        full = inputs.graph
+        graph, resolved, forced = select(full, inputs.params, inputs.workdir, targets, force)
+        ctx = _run_context(cfg, inputs, "plan", None, sink=None, cancel=None)
         compiled = compile_graph(graph, ctx, cfg, resolved.files, dry=True)
     order = graph.topological_order()
     if cfg.checkpoint_dir is None or not cfg.auto_resume:

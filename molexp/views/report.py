@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .visualize import BAR_COLOUR, STATUS_STYLE, _css_name, _legend_html, graph_svg, timeline_svg
+from .style import BAR_COLOUR, STATUS_STYLE, _css_name
+from .visualize import _legend_html, graph_svg, timeline_svg
 
 __all__ = ["write_report", "report_html", "human_bytes"]
 

@@ -14,8 +14,6 @@ Everything here is pure Python and writes text; nothing is imported from outside
 
 from __future__ import annotations
 
-import html
-import math
 import os
 import re
 import shutil
@@ -23,29 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .style import STATUS_STYLE, _css_name, _esc, _save, _short, _status_of
+from .timeline import Timeline, timeline, timeline_svg
+
 __all__ = ["graph_mermaid", "graph_dot", "visualize", "timeline", "timeline_svg", "graph_svg", "GraphSVG",
            "GraphHTML", "Timeline", "STATUS_STYLE"]
 
-# fill, stroke, text colour per status. Final statuses are coloured; transitions are neutral.
-STATUS_STYLE: dict[str, tuple[str, str, str]] = {
-    "completed": ("#d3f0d9", "#2e7d32", "#14451a"),
-    "failed": ("#fbd5d5", "#c62828", "#6b1010"),
-    "skipped": ("#e6e6e6", "#8a8a8a", "#4a4a4a"),
-    "cached": ("#d6e6fb", "#1e63b8", "#0f3566"),
-    "running": ("#fff6d6", "#b08800", "#4d3b00"),
-    "retrying": ("#fff6d6", "#b08800", "#4d3b00"),
-    "pending": ("#ffffff", "#9aa0a6", "#333333"),
-}
-# Solid colour of a timeline bar per status.
-BAR_COLOUR: dict[str, str] = {
-    "completed": "#3a9d4a",
-    "failed": "#d43c3c",
-    "skipped": "#9e9e9e",
-    "cached": "#3b7dd8",
-    "running": "#d9a800",
-    "retrying": "#d9a800",
-    "pending": "#b0b6bd",
-}
 _NEUTRAL = STATUS_STYLE["pending"]
 
 
@@ -61,18 +42,6 @@ def _as_graph(graph: Any):
     raise TypeError(f"expected a TaskGraph or an Experiment, got {type(graph).__name__}")
 
 
-def _status_of(value: Any) -> str:
-    """A status string from a TaskStatus, a str, a TaskResult or a journal record/result dict."""
-    if value is None:
-        return "pending"
-    if isinstance(value, Mapping):
-        value = value.get("status", "pending")
-    else:
-        value = getattr(value, "status", value)
-    value = getattr(value, "value", value)  # an enum
-    return str(value)
-
-
 def _statuses(statuses: Mapping[str, Any] | None) -> dict[str, str]:
     if statuses is None:
         return {}
@@ -84,11 +53,6 @@ def _statuses(statuses: Mapping[str, Any] | None) -> dict[str, str]:
 
 def _edges(g) -> list[tuple[str, str]]:
     return [(d, name) for name in g.topological_order() for d in g.tasks[name].deps]
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())  # no newlines or tabs in a label
-    return text if len(text) <= limit else text[: max(1, limit - 1)] + "\u2026"
 
 
 # --------------------------------------------------------------------------------------------- Mermaid
@@ -127,11 +91,6 @@ def graph_mermaid(graph: Any, statuses: Mapping[str, Any] | None = None, *, dire
     return "\n".join(lines) + "\n"
 
 
-def _css_name(status: str) -> str:
-    """A status as a safe class/identifier name (unknown statuses stay readable)."""
-    return re.sub(r"[^a-z0-9_-]", "_", str(status).lower()) or "pending"
-
-
 # --------------------------------------------------------------------------------------------- DOT
 
 def _dot_string(text: str) -> str:
@@ -164,14 +123,6 @@ def graph_dot(graph: Any, statuses: Mapping[str, Any] | None = None, *, rankdir:
 
 
 # --------------------------------------------------------------------------------------------- own SVG
-
-_WS_REFS = str.maketrans({"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
-
-
-def _esc(text: Any) -> str:
-    """HTML/XML-escape text; newlines and tabs as character references so attributes keep them exactly."""
-    return html.escape(str(text), quote=True).translate(_WS_REFS)
-
 
 def _layout(g, max_per_row: int) -> tuple[list[list[str]], dict[str, int]]:
     """Rows of names: one per layer, layers wider than ``max_per_row`` wrapped; ordered to limit crossings."""
@@ -355,171 +306,3 @@ def visualize(graph: Any, statuses: Mapping[str, Any] | None = None, format: str
 
 # --------------------------------------------------------------------------------------------- timeline
 
-def _timeline_rows(results: Mapping[str, Any]) -> list[dict]:
-    """Normalise a Results / {name: TaskResult} / read_state records / {name: to_record()} to plain rows."""
-    if isinstance(results, Mapping) and "records" in results and "experiment" in results \
-            and isinstance(results.get("records"), Mapping):
-        results = results["records"]
-    rows = []
-    for name, item in results.items():
-        if isinstance(item, Mapping):
-            rec = item.get("result", item) if isinstance(item.get("result"), Mapping) else item
-            status = _status_of(item)
-            attempts = [(a.get("start"), a.get("end"), a.get("failure")) for a in rec.get("attempt_log") or []]
-            rows.append({"name": name, "status": status, "start": rec.get("start"), "end": rec.get("end"),
-                         "attempts": attempts})
-        else:
-            attempts = [(a.start, a.end, a.failure) for a in getattr(item, "attempt_log", None) or []]
-            rows.append({"name": name, "status": _status_of(item), "start": getattr(item, "start", None),
-                         "end": getattr(item, "end", None), "attempts": attempts})
-    return rows
-
-
-def _nice_step(span: float, target: int = 8) -> float:
-    raw = span / target
-    mag = 10 ** math.floor(math.log10(raw))
-    for m in (1, 2, 2.5, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
-
-
-def _fmt_seconds(t: float, step: float) -> str:
-    if step >= 1:
-        return f"{t:.0f}s" if t < 120 else f"{int(t // 60)}m{int(t % 60):02d}s"
-    decimals = max(0, -math.floor(math.log10(step)) + (1 if step * 10 ** -math.floor(math.log10(step)) == 2.5
-                                                        else 0))
-    return f"{t:.{decimals}f}s"
-
-
-def timeline_svg(results: Mapping[str, Any], *, width: int = 960, row_height: int = 22,
-                 label_limit: int = 32) -> str:
-    """A Gantt chart of a run as inline SVG: one row per task, sorted by start; time in seconds from the run start.
-
-    Each task's bar runs from its start to its end in its status colour; with several attempts, earlier failed
-    attempts are hatched, the waits between attempts are a thin line and attempts are separated by a white tick.
-    Tasks that never ran (skipped) get a row with a small grey marker at the start; cached tasks (timed in the run
-    that produced them) a blue marker. ``results`` is a ``Results`` mapping, ``{name: TaskResult}``, or the
-    ``records`` dict of ``molexp.state.journal.read_state`` (or that whole dict).
-    """
-    rows = _timeline_rows(results)
-    timed = [r for r in rows if r["start"] is not None and r["end"] is not None and r["status"] != "cached"]
-    untimed = [r for r in rows if r not in timed]
-    timed.sort(key=lambda r: (r["start"], r["end"], r["name"]))
-    rows = timed + untimed
-    t0 = min((r["start"] for r in timed), default=0.0)
-    t1 = max((r["end"] for r in timed), default=t0)
-    span = max(t1 - t0, 1e-3)
-    label_w, pad, axis_h = 230, 12, 26
-    plot_w = max(200, width - label_w - 2 * pad)
-    height = pad * 2 + axis_h + max(1, len(rows)) * row_height
-    x_of = lambda t: label_w + pad + (t - t0) / span * plot_w  # noqa: E731
-    step = _nice_step(span)
-    fs = 12
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="molexp-timeline" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" style="max-width:100%;height:auto" role="img" '
-           f'font-family="system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif" font-size="{fs}">',
-           '<defs><pattern id="molexp-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
-           'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f6c9c9"/>'
-           '<line x1="0" y1="0" x2="0" y2="6" stroke="#d43c3c" stroke-width="3"/></pattern></defs>']
-    # axis: ticks and grid lines
-    top = pad + axis_h
-    bottom = height - pad
-    out.append('<g class="axis" stroke="#e3e5e8" fill="#5f6368" font-size="11">')
-    k = 0
-    while k * step <= span + 1e-9:
-        x = x_of(t0 + k * step)
-        out.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}"/>'
-                   f'<text x="{x:.1f}" y="{top - 8}" text-anchor="middle" stroke="none">'
-                   f"{_esc(_fmt_seconds(k * step, step))}</text>")
-        k += 1
-    out.append("</g>")
-    out.append(f'<text x="{pad}" y="{top - 8}" fill="#5f6368" font-size="11">seconds from the run start</text>')
-    for i, r in enumerate(rows):
-        y = top + i * row_height
-        name, status = r["name"], r["status"]
-        css = _css_name(status)
-        colour = BAR_COLOUR.get(status, BAR_COLOUR["pending"])
-        if i % 2:
-            out.append(f'<rect x="0" y="{y}" width="{width}" height="{row_height}" fill="#f7f8fa"/>')
-        out.append(f'<text class="label" x="{label_w}" y="{y + row_height / 2 + 4:.1f}" text-anchor="end" '
-                   f'fill="#202124"><title>{_esc(name)}</title>{_esc(_short(name, label_limit))}</text>')
-        bar_y, bar_h = y + 4, row_height - 8
-        if r in untimed:
-            x = label_w + pad
-            out.append(f'<g class="bar status-{css}" data-task="{_esc(name)}"><title>{_esc(name)}: {_esc(status)}'
-                       f'</title><rect x="{x}" y="{bar_y}" width="8" height="{bar_h}" rx="2" fill="{colour}"/>'
-                       f'<text x="{x + 14}" y="{y + row_height / 2 + 4:.1f}" fill="#5f6368" font-style="italic">'
-                       f"{_esc(status)}</text></g>")
-            continue
-        x1, x2 = x_of(r["start"]), x_of(r["end"])
-        dur = r["end"] - r["start"]
-        n_attempts = len(r["attempts"])
-        more = f", {n_attempts} attempts" if n_attempts > 1 else ""
-        parts = [f'<g class="bar status-{css}" data-task="{_esc(name)}" data-start="{r["start"] - t0:.3f}" '
-                 f'data-end="{r["end"] - t0:.3f}"><title>{_esc(name)}: {_esc(status)}, {dur:.2f}s{more}</title>']
-        attempts = [a for a in r["attempts"] if a[0] is not None and a[1] is not None]
-        if len(attempts) <= 1:
-            parts.append(f'<rect class="main" x="{x1:.1f}" y="{bar_y}" width="{max(x2 - x1, 2):.1f}" '
-                         f'height="{bar_h}" rx="2" fill="{colour}"/>')
-        else:
-            # the whole span thin (waits between attempts), each attempt full height
-            parts.append(f'<rect class="main" x="{x1:.1f}" y="{y + row_height / 2 - 1.5:.1f}" '
-                         f'width="{max(x2 - x1, 2):.1f}" height="3" fill="{colour}" opacity="0.55"/>')
-            for j, (a_start, a_end, failure) in enumerate(attempts):
-                last = j == len(attempts) - 1
-                ax1, ax2 = x_of(a_start), x_of(a_end)
-                fill = colour if last or not failure else "url(#molexp-hatch)"
-                stroke = "" if last or not failure else ' stroke="#d43c3c" stroke-width="0.8"'
-                parts.append(f'<rect class="attempt" x="{ax1:.1f}" y="{bar_y}" width="{max(ax2 - ax1, 2):.1f}" '
-                             f'height="{bar_h}" fill="{fill}"{stroke}><title>attempt {j + 1}'
-                             f'{": " + _esc(failure) if failure else ""}</title></rect>')
-                if j:
-                    parts.append(f'<line x1="{ax1:.1f}" y1="{bar_y - 2}" x2="{ax1:.1f}" y2="{bar_y + bar_h + 2}" '
-                                 'stroke="#ffffff" stroke-width="1.5"/>')
-        parts.append("</g>")
-        out.append("".join(parts))
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-_BAR_MARK = '<g class="bar '
-
-
-class Timeline:
-    """A run's timeline: shows itself in Jupyter (``_repr_svg_``); ``str()`` is the SVG; ``save(path)``."""
-
-    def __init__(self, svg: str):
-        self.svg = svg
-
-    def _repr_svg_(self) -> str:
-        return self.svg
-
-    def __str__(self) -> str:
-        return self.svg
-
-    def __repr__(self) -> str:
-        return f"<Timeline {self.svg.count(_BAR_MARK)} tasks>"
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.svg`` or ``.html`` (a complete page that opens offline). Returns the path."""
-        return _save(path, lambda: self.svg, lambda: self.svg, "molexp timeline")
-
-
-def timeline(results: Mapping[str, Any], **options: Any) -> Timeline:
-    """``Timeline(timeline_svg(results, **options))``: what ``Results.timeline()`` returns."""
-    return Timeline(timeline_svg(results, **options))
-
-
-def _save(path: str | os.PathLike, svg, body, title: str) -> Path:
-    """Write ``svg()`` to a ``.svg`` path, or ``body()`` in a complete offline page to a ``.html`` path."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".svg":
-        p.write_text(svg(), encoding="utf-8")
-    elif suffix in (".html", ".htm"):
-        p.write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-                     f"</head><body>{body()}</body></html>\n", encoding="utf-8")
-    else:
-        raise ValueError(f"save: expected a .svg or .html path, got {os.fspath(path)!r}")
-    return p
