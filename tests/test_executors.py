@@ -180,5 +180,8 @@ def test_adaptive_rejects_bad_options():
 
     with pytest.raises(ConfigError, match="option 'memory_threshold' expects a number from 0 to 1"):
         AdaptiveExecutor().configure(memory_threshold=80)
-    with pytest.raises(ConfigError, match="'min_workers' \\(3\\) must not exceed 'max_workers' \\(2\\)"):
-        AdaptiveExecutor(min_workers=3, max_workers=2)
+    with pytest.raises(ConfigError, match="'min_cluster_workers' \\(3\\) must not exceed 'max_cluster_workers' \\(2\\)"):
+        AdaptiveExecutor(min_workers=3, max_workers=2)       # the older names are aliases
+    with pytest.raises(ConfigError, match="'max_cluster_workers' given twice"):
+        AdaptiveExecutor(max_workers=3, max_cluster_workers=3)
+    assert AdaptiveExecutor(min_cluster_workers=0, max_workers=5).adaptive.max_cluster_workers == 5

@@ -27,22 +27,48 @@ class AdaptiveConfig:
     """The adaptive executor's own options (defaults shown); every other option is ``ExecutionConfig``'s.
 
     ``monitor_system_resources=True`` reads system memory (psutil) every ``interval`` seconds;
-    ``adjust_parallelism=True`` lets the worker count follow the queue (``cluster.adapt``) between
-    ``min_workers`` and ``max_workers``; ``memory_threshold=0.8`` is the fraction of memory above which
-    workers are not added (and one is retired per interval) and only one task is kept in flight.
+    ``adjust_parallelism=True`` lets the number of Dask workers follow the queue (``cluster.adapt``) between
+    ``min_cluster_workers`` and ``max_cluster_workers``; ``memory_threshold=0.8`` is the fraction of memory
+    above which workers are not added (and one is retired per interval) and only one task is kept in flight.
+    ``min_workers`` and ``max_workers`` are accepted as the older names of the two bounds (on this executor
+    only: elsewhere ``max_workers`` is the local scheduler's thread count).
     """
 
     monitor_system_resources: bool = True
     adjust_parallelism: bool = True
     memory_threshold: float = 0.8
-    min_workers: int = 1
-    max_workers: int = 4
+    min_cluster_workers: int = 1
+    max_cluster_workers: int = 4
     interval: float = 1.0
+
+    @property
+    def min_workers(self) -> int:
+        """The older name of ``min_cluster_workers``."""
+        return self.min_cluster_workers
+
+    @property
+    def max_workers(self) -> int:
+        """The older name of ``max_cluster_workers``."""
+        return self.max_cluster_workers
 
 
 _ADAPTIVE_CHECKS = {"monitor_system_resources": _bool, "adjust_parallelism": _bool,
-                    "memory_threshold": _fraction, "min_workers": _int(0), "max_workers": _int(1),
+                    "memory_threshold": _fraction, "min_cluster_workers": _int(0), "max_cluster_workers": _int(1),
                     "interval": _seconds(positive=True)}
+_ALIASES = {"min_workers": "min_cluster_workers", "max_workers": "max_cluster_workers"}
+
+
+def _adaptive_options(options: dict) -> dict:
+    """Pop the adaptive options out of ``options`` (older names translated)."""
+    out = {}
+    for k in list(options):
+        name = _ALIASES.get(k, k)
+        if name in _ADAPTIVE_CHECKS:
+            if name in out:
+                raise ConfigError(f"option {name!r} given twice (as {name!r} and as its older name "
+                                  f"{next(a for a, n in _ALIASES.items() if n == name)!r})")
+            out[name] = options.pop(k)
+    return out
 
 
 def system_memory() -> float:
@@ -56,15 +82,16 @@ class AdaptiveExecutor(Executor):
     """Runs work on a ``distributed`` cluster whose size follows the queue (``cluster.adapt`` with a policy
     tempered by memory readings), holding submissions back while system memory is above the threshold.
 
-    With no ``cluster=``/``client=``/``address=`` it starts a ``LocalCluster`` (``min_workers`` single-threaded
+    With no ``cluster=``/``client=``/``address=`` it starts a ``LocalCluster`` (``min_cluster_workers`` single-threaded
     worker processes) and closes it afterwards; a cluster you give (a dask-jobqueue cluster included) is
-    adapted the same way, and stays adaptive after the run so it shrinks back to ``min_workers`` when idle. Every decision is recorded in ``decisions`` (see ``Decision``); ``report()``
+    adapted the same way, and stays adaptive after the run so it shrinks back to ``min_cluster_workers`` when idle. Every decision is
+    recorded in ``decisions`` (see ``Decision``); ``report()``
     prints them.
     """
 
     def __init__(self, work: Any = None, *, client=None, cluster=None, address: str | None = None,
                  memory_probe: Callable[[], float] = system_memory, **options: Any):
-        adaptive = {k: options.pop(k) for k in list(options) if k in _ADAPTIVE_CHECKS}
+        adaptive = _adaptive_options(options)
         super().__init__(work, client=client, cluster=cluster, address=address, **options)
         self.adaptive = AdaptiveConfig()
         self._given_cluster = cluster
@@ -79,12 +106,12 @@ class AdaptiveExecutor(Executor):
 
     def configure(self, **options: Any) -> AdaptiveExecutor:
         """Merge options: the adaptive ones (see ``AdaptiveConfig``) and every ``ExecutionConfig`` option."""
-        adaptive = {k: options.pop(k) for k in list(options) if k in _ADAPTIVE_CHECKS}
+        adaptive = _adaptive_options(options)
         checked = {k: _ADAPTIVE_CHECKS[k](k, v) for k, v in adaptive.items()}
         new = dataclasses.replace(self.adaptive, **checked)
-        if new.min_workers > new.max_workers:
-            raise ConfigError(f"option 'min_workers' ({new.min_workers}) must not exceed 'max_workers' "
-                              f"({new.max_workers})")
+        if new.min_cluster_workers > new.max_cluster_workers:
+            raise ConfigError(f"option 'min_cluster_workers' ({new.min_cluster_workers}) must not exceed "
+                              f"'max_cluster_workers' ({new.max_cluster_workers})")
         super().configure(**options)
         self.adaptive = new
         return self
@@ -96,8 +123,8 @@ class AdaptiveExecutor(Executor):
 
     def _policy(self) -> MemoryPolicy:
         a = self.adaptive
-        return MemoryPolicy(a.memory_threshold if a.monitor_system_resources else 2.0, a.min_workers,
-                            a.max_workers)
+        return MemoryPolicy(a.memory_threshold if a.monitor_system_resources else 2.0, a.min_cluster_workers,
+                            a.max_cluster_workers)
 
     def _throttle(self, running: int) -> int | None:
         if not self.adaptive.monitor_system_resources:
@@ -117,7 +144,7 @@ class AdaptiveExecutor(Executor):
             return None
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=self.adaptive.min_workers, threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=self.adaptive.min_cluster_workers, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.WARNING)
         self._client, self._owns_client = Client(cluster), True
         self._given_cluster = cluster
@@ -142,7 +169,7 @@ class AdaptiveExecutor(Executor):
                 return decision.target
 
         a = self.adaptive
-        return cluster.adapt(Adaptive=MemoryAwareAdaptive, minimum=a.min_workers, maximum=a.max_workers,
+        return cluster.adapt(Adaptive=MemoryAwareAdaptive, minimum=a.min_cluster_workers, maximum=a.max_cluster_workers,
                              interval=a.interval, wait_count=2)
 
     def _execute(self, work: Any, params: Mapping[str, Any] | None, context: Mapping[str, Any] | None,
@@ -154,7 +181,7 @@ class AdaptiveExecutor(Executor):
         try:
             return super()._execute(work, params, context, targets, force)
         finally:
-            # On a cluster you gave, adaptivity stays on, so it shrinks back to min_workers when idle.
+            # On a cluster you gave, adaptivity stays on, so it shrinks back to min_cluster_workers when idle.
             if adaptive is not None and own is not None:
                 adaptive.stop()
             if own is not None:

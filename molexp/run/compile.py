@@ -27,7 +27,8 @@ from dask.task_spec import Task as DaskTask
 from ..state import durations
 from .config import ExecutionConfig
 from ..state.files import TaskFiles
-from ..model.graph import TaskGraph, gc_paused
+from ..gc_pause import gc_paused
+from ..model.graph import TaskGraph
 from ..state.result import TaskResult
 from .runtime import run_task
 from .spec import RunContext, TaskSpec

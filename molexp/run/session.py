@@ -25,7 +25,7 @@ from .compile import compile_graph
 from .engine import Driver
 from ..errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
 from ..state.filehash import HashCache
-from ..model.graph import gc_paused
+from ..gc_pause import gc_paused
 from .progress import Progress
 from ..state.result import Results, TaskResult
 from .config import ExecutionConfig
