@@ -66,3 +66,13 @@ def make_generator():
 
 def identity(x):
     return x
+
+
+def hold_memory(mb=300, seconds=2.0):
+    """Hold ``mb`` MB in this (worker) process for ``seconds``, then free it."""
+    import time
+
+    block = bytearray(mb * 2**20)
+    block[::4096] = b"x" * len(block[::4096])   # touch every page: resident, not just reserved
+    time.sleep(seconds)
+    return len(block)

@@ -26,8 +26,9 @@ WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
 class DaskProcesses:
     """`dask scheduler` + `dask worker` processes, each in its own process group."""
 
-    def __init__(self, directory: Path, workers: int = 2, env: dict | None = None):
+    def __init__(self, directory: Path, workers: int = 2, env: dict | None = None, worker_args=()):
         self.directory, self.env = directory, {**os.environ, **(env or {})}
+        self.worker_args = list(worker_args)
         self.shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         self.file = directory / "scheduler.json"
         self.scheduler = self._spawn(DASK + ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
@@ -49,7 +50,7 @@ class DaskProcesses:
 
     def start_worker(self, i):
         return self._spawn(WORKER + [self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
-                                     "--name", f"w{i}"], f"worker{i}")
+                                     "--name", f"w{i}", *self.worker_args], f"worker{i}")
 
     def close(self):
         leftovers.stop_groups([*self.workers, self.scheduler], shm_before=self.shm_before)
@@ -319,3 +320,32 @@ def test_molexp_run_losing_its_scheduler_prints_the_table_and_one_line(project, 
     lines = [x for x in err.splitlines() if x.strip()]
     assert "Traceback" not in err and "Failed to reconnect" not in err, err
     assert [x for x in lines if x.startswith("molexp: cluster error: lost the connection")], err
+
+
+def test_adaptive_reads_the_memory_of_the_workers_not_the_drivers_machine(project, tmp_path):
+    """On a cluster that is not a LocalCluster the adaptive executor reads each worker's memory against its
+    memory limit, from the scheduler: a task holding 300 MB in a 600 MB worker throttles submissions, though
+    this machine's memory is far from the threshold; once it is freed, submissions are released again."""
+    from molexp import AdaptiveExecutor
+
+    machine = psutil.virtual_memory().percent / 100
+    assert machine < 0.45, "this test needs a machine whose memory is less than 45 % used"
+    procs = DaskProcesses(tmp_path, workers=2, worker_args=["--memory-limit", "600MB", "--nthreads", "1"])
+    try:
+        e = Experiment("memory", workdir=str(project))
+        for i in range(4):
+            e.add_task(PythonTask(f"hold{i}", taskfuncs.hold_memory, kwargs={"mb": 300, "seconds": 2.5}))
+        for i in range(6):   # ready once the memory is freed: submitted after readings back under the threshold
+            e.add_task(PythonTask(f"after{i}", taskfuncs.pause, kwargs={"seconds": 0.3},
+                                  deps=[f"hold{j}" for j in range(4)]))
+        with AdaptiveExecutor(e, address=procs.address, progress=False, memory_threshold=0.5, interval=0.2) as ex:
+            results = ex.execute()
+        assert results.ok, results.table()
+        throttles = [d for d in ex.decisions if d.action == "throttle"]
+        assert throttles, ex.report()
+        assert all(d.memory >= 0.5 and d.source in ("worker w0", "worker w1") for d in throttles), ex.report()
+        assert any(d.action == "release" for d in list(ex.decisions)[ex.decisions.index(throttles[0]):]), ex.report()
+        held_back = [s for s in ex.backend.submissions if s[2] == 1]
+        assert held_back and all(in_flight <= 1 for _, in_flight, _ in held_back)
+    finally:
+        procs.close()

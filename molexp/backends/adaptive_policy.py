@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Decision:
-    """One recommendation: when, the memory reading (a fraction of the machine's), the worker count seen,
-    what Dask's own adaptive logic wanted, the target chosen and the action it means."""
+    """One recommendation: when, the memory reading (a fraction: of the machine's memory, or of the fullest
+    worker's memory limit), the worker count seen, what Dask's own adaptive logic wanted, the target chosen,
+    the action it means, and where the reading came from (``"machine"`` or ``"worker <name>"``)."""
 
     time: float
     memory: float
@@ -19,10 +20,12 @@ class Decision:
     wanted: int
     target: int
     action: str   # "scale-up", "scale-down", "hold" (workers), or "throttle"/"release" (submissions)
+    source: str = "machine"
 
     def __str__(self) -> str:
-        return (f"{time.strftime('%H:%M:%S', time.localtime(self.time))}  memory {self.memory:6.1%}  "
-                f"workers {self.workers:3d}  wanted {self.wanted:3d}  target {self.target:3d}  {self.action}")
+        return (f"{time.strftime('%H:%M:%S', time.localtime(self.time))}  memory {self.memory:6.1%} "
+                f"({self.source})  workers {self.workers:3d}  wanted {self.wanted:3d}  target {self.target:3d}  "
+                f"{self.action}")
 
 
 class MemoryPolicy:

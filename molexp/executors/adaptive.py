@@ -14,6 +14,7 @@ import dask
 
 from ..backends.adaptive_policy import Decision, MemoryPolicy
 from ..backends.distributed import DistributedBackend
+from ..backends.worker_memory import WorkerMemory, system_memory
 from ..run.config import _bool, _fraction, _int, _seconds
 from ..errors import ConfigError
 from ..state.result import Results
@@ -71,13 +72,6 @@ def _adaptive_options(options: dict) -> dict:
     return out
 
 
-def system_memory() -> float:
-    """Used fraction of the machine's memory (psutil)."""
-    import psutil
-
-    return psutil.virtual_memory().percent / 100.0
-
-
 class AdaptiveExecutor(Executor):
     """Runs work on a ``distributed`` cluster whose size follows the queue (``cluster.adapt`` with a policy
     tempered by memory readings), holding submissions back while system memory is above the threshold.
@@ -90,12 +84,13 @@ class AdaptiveExecutor(Executor):
     """
 
     def __init__(self, work: Any = None, *, client=None, cluster=None, address: str | None = None,
-                 memory_probe: Callable[[], float] = system_memory, **options: Any):
+                 memory_probe: Callable[[], float] | None = None, **options: Any):
         adaptive = _adaptive_options(options)
         super().__init__(work, client=client, cluster=cluster, address=address, **options)
         self.adaptive = AdaptiveConfig()
         self._given_cluster = cluster
-        self._memory = memory_probe
+        self._given_probe = memory_probe
+        self._memory: Callable[[], float] = memory_probe or system_memory
         import distributed  # noqa: F401  (its configuration: the log length below)
 
         # bounded, as distributed's own AdaptiveCore.log: a cluster you pass in stays adaptive after the run
@@ -131,8 +126,23 @@ class AdaptiveExecutor(Executor):
             return None
         self._allowed, decision = self._policy().in_flight(self._memory(), running, self._allowed)
         if not self.decisions or self.decisions[-1].action != decision.action:
-            self._record(decision)
+            self._record(self._sourced(decision))
         return self._allowed
+
+    def _sourced(self, decision: Decision) -> Decision:
+        source = getattr(self._memory, "source", None)
+        return dataclasses.replace(decision, source=source) if source else decision
+
+    def _choose_probe(self) -> None:
+        """Where memory is read: the probe given, else this machine's for a ``LocalCluster`` (its workers share
+        this machine), else the workers' own figures from the scheduler (``WorkerMemory``)."""
+        if self._given_probe is not None:
+            self._memory = self._given_probe
+            return
+        from distributed import LocalCluster
+
+        cluster = self._given_cluster if self._given_cluster is not None else getattr(self.client, "cluster", None)
+        self._memory = system_memory if isinstance(cluster, LocalCluster) else WorkerMemory(self.client)
 
     def _backend(self):
         self.backend = DistributedBackend(self.client, throttle=self._throttle)
@@ -165,7 +175,7 @@ class AdaptiveExecutor(Executor):
             async def target(self):
                 wanted = await super().target()
                 decision = executor._policy().target(executor._memory(), len(self.observed), wanted)
-                executor._record(decision)
+                executor._record(executor._sourced(decision))
                 return decision.target
 
         a = self.adaptive
@@ -176,6 +186,7 @@ class AdaptiveExecutor(Executor):
                  targets=None, force=None) -> Results:
         """Run the work on the adapting cluster (started here when none was given); returns ``Results``."""
         own = self._start_cluster()
+        self._choose_probe()
         adaptive = self._adapt()
         self._allowed = 0
         try:
