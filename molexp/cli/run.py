@@ -35,6 +35,8 @@ class RunningFile:
         self.total, self.running, self.done = total, set(), 0
         self._written = 0.0
         self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._closed = False
         self._write()
 
     def __call__(self, task, status) -> None:
@@ -46,7 +48,18 @@ class RunningFile:
             else:
                 self.running.discard(name)
                 self.done += 1
-            if time.monotonic() - self._written >= self.INTERVAL:
+            wait = self.INTERVAL - (time.monotonic() - self._written)
+            if wait <= 0:
+                self._write()
+            elif self._timer is None:   # written within INTERVAL, whatever comes next
+                self._timer = threading.Timer(wait, self._flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            if not self._closed:
                 self._write()
 
     def _write(self) -> None:
@@ -61,6 +74,10 @@ class RunningFile:
         self._written = time.monotonic()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
         for p in (self.path, self.path.with_name(f".{RUNNING_FILE}.{os.getpid()}")):
             try:
                 p.unlink()
