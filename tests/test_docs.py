@@ -25,7 +25,7 @@ DOCS = ROOT / "docs"
 
 # Pages whose Python blocks are run here (the seed guide, sweeps.md and reports.md have their own tests).
 LOCAL_PAGES = ["index.md", "tasks.md", "files.md", "execution.md", "resources.md", "checkpoint.md", "executors.md",
-               "cli.md"]
+               "cli.md", "migrating.md"]
 CLUSTER_PAGES = ["clusters.md", "slurm.md"]
 TESTED_ELSEWHERE = {"workflow-execution.md", "sweeps.md", "reports.md"}
 
@@ -138,6 +138,9 @@ def test_python_blocks_run_as_written(project, page, capsys):
         assert "exit: command exited with code 3: exit 3" in out
     if page == "executors.md":
         assert "scale-up" in out
+    if page == "migrating.md":
+        assert out.splitlines()[:2] == ["['data_preparation', 'analysis']", "preparing --input data.txt"]
+        assert ns["results"]["total"].stdout == "6" and (project / "experiment.yaml").exists()
 
 
 def test_index_command_line(project):
@@ -157,6 +160,15 @@ def test_cli_page_commands(project):
     assert status.stdout.startswith("experiment cli-demo: 3 tasks recorded: 2 completed, 1 failed")
     assert (project / "report.html").exists() and "wrote report.html" in report.stdout
     assert "no such experiment file: missing.yaml" in missing.stderr
+
+    status_failed, as_json, show, logs, stderr, dot, clean = run_cli_section("cli.md", "Looking at a run", project)
+    assert status_failed.stdout.splitlines()[2].split()[:2] == ["check", "failed"]
+    assert "analyse" not in status_failed.stdout and "--- check failed (exit)" in status_failed.stdout
+    assert json.loads(as_json.stdout)["counts"] == {"completed": 2, "failed": 1}
+    assert "status:    failed" in show.stdout and "failure:   exit" in show.stdout
+    assert logs.stdout == "T=300\n" and stderr.stdout == ""
+    assert dot.stdout.startswith("digraph") and '[label="check"' in dot.stdout
+    assert clean.stdout.startswith("removed .molexp/cli-demo") and not (project / ".molexp/cli-demo").exists()
 
     (project / "workflow.py").write_text(blocks("cli.md", "python", "A Python workflow file")[0])
     [wf] = run_cli_section("cli.md", "A Python workflow file", project)

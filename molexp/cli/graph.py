@@ -46,6 +46,8 @@ def clean(args) -> int:
     work = load(args.file)
     name = getattr(work, "name", None) or "workflow"
     state = Path(getattr(work, "workdir", ".")) / ".molexp" / safe_name(name)
+    rel = os.path.relpath(state)
+    state = Path(rel) if not rel.startswith("..") else state.resolve()   # as the user would type it
     if not state.exists():
         print(f"nothing to clean: {state} does not exist")
         return EXIT_OK
