@@ -111,8 +111,8 @@ def _check_params(work, given: dict[str, Any], allow_unused: bool) -> None:
 def _known_params(work) -> set[str]:
     """The parameters an experiment declares or its tasks use ($name in shell commands and file paths,
     arguments of Python functions other than their dependencies' values)."""
-    from ..state.files import groups
     from ..model.task import _PLACEHOLDER, RUNTIME_ENV, LocalTask, PythonTask
+    from ..state.files import groups
 
     graph = work.graph if isinstance(work, Experiment) else work
     known = set(getattr(work, "params", None) or {})

@@ -247,13 +247,14 @@ class Experiment:
         if not isinstance(data, Mapping):
             raise ValidationError(f"{source}: expected a mapping with 'name' and 'tasks', got {type(data).__name__}")
         notes: list[str] = []
+        pool_name = None
         if "readme" in data or "task_pool" in data:
-            data = _from_v2(data, source, notes)
+            data, pool_name = _from_v2(data, source, notes)
         if "sweep" in data:
             from .params import expand_sweep
 
             data = expand_sweep(data, source=source)
-        unknown = set(data) - {"name", "workdir", "params", "description", "tasks", "cluster", "task_pool_name"}
+        unknown = set(data) - {"name", "workdir", "params", "description", "tasks", "cluster"}
         if unknown:
             raise ValidationError(f"{source}: unknown key(s) {sorted(unknown)}; expected name, workdir, params, "
                                   "description, cluster, sweep, tasks")
@@ -265,8 +266,8 @@ class Experiment:
         if not isinstance(cluster, Mapping):
             raise ValidationError(f"{source}: 'cluster' must be a mapping, got {type(cluster).__name__}")
         exp.cluster = dict(cluster)
-        if "task_pool_name" in data:
-            exp.graph.name = data["task_pool_name"]
+        if pool_name:
+            exp.graph.name = pool_name
         exp.add_tasks(_tasks_from_data(data.get("tasks") or [], source, base, notes))
         if notes:   # once per file: what was read as what
             log.warning("molexp: %s is a molexp v2 file; converted %s. Write it in this version's form with "
@@ -325,9 +326,10 @@ def _tasks_from_data(tasks: Any, source: str, base: str | None, notes: list[str]
     return (task_from_dict(spec, where=f"{source}: tasks[{i}]", base=base) for i, spec in enumerate(tasks))
 
 
-def _from_v2(data: Mapping[str, Any], source: str, notes: list[str]) -> dict[str, Any]:
-    """molexp v2's experiment data (``readme``, ``task_pool: {name, tasks: {name: task}}``) in this form."""
-    data = dict(data)
+def _from_v2(data: Mapping[str, Any], source: str, notes: list[str]) -> tuple[dict[str, Any], str | None]:
+    """molexp v2's experiment data (``readme``, ``task_pool: {name, tasks: {name: task}}``) in this form,
+    and the pool's name."""
+    data, pool_name = dict(data), None
     if "readme" in data:
         readme = data.pop("readme")
         if "description" in data and readme not in (None, "", data["description"]):
@@ -343,10 +345,9 @@ def _from_v2(data: Mapping[str, Any], source: str, notes: list[str]) -> dict[str
             if not isinstance(pool, Mapping) or not set(pool) <= {"name", "tasks"}:
                 raise ValidationError(f"{source}: task_pool must be a mapping with name and tasks, got {pool!r}")
             data["tasks"] = pool.get("tasks") or []
-            if pool.get("name"):
-                data["task_pool_name"] = pool["name"]
+            pool_name = pool.get("name")
         notes.append("task_pool -> tasks")
-    return data
+    return data, pool_name
 
 
 def task_from_dict(spec: Any, *, where: str = "task", base: str | os.PathLike | None = None,

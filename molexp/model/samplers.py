@@ -23,6 +23,7 @@ class Sampler:
     space: ParamSpace | None = None
 
     def sample(self, space: ParamSpace | Mapping | None = None) -> list[Any]:
+        """The parameter sets drawn from ``space`` (default: the space given when the sampler was made)."""
         raise NotImplementedError
 
     def _space(self, space: ParamSpace | Mapping | None) -> ParamSpace:
@@ -59,6 +60,7 @@ class CartesianSampler(Sampler):
         self.space = _bound(space, "CartesianSampler")
 
     def sample(self, space: ParamSpace | Mapping | None = None) -> list[dict[str, Any]]:
+        """Every combination of ``space`` (default: the bound space), first axis slowest."""
         space = self._space(space)
         for p in space.params:
             if p.continuous:
@@ -106,6 +108,7 @@ class RandomSampler(Sampler):
         return self.n
 
     def sample(self, space: ParamSpace | Mapping | None = None) -> list[dict[str, Any]]:
+        """``n`` sets drawn from ``space`` (default: the bound space); see the class docstring."""
         space = self._space(space)
         rng = random.Random(self.seed)
         if self.replace:
@@ -159,6 +162,7 @@ class CombinationSampler(Sampler):
         self.space = _bound(space, "CombinationSampler")
 
     def sample(self, space: ParamSpace | Mapping | None = None) -> list[tuple[dict[str, Any], ...]]:
+        """Every group of ``r`` different sets of ``space``'s combinations (default: the bound space)."""
         return list(itertools.combinations(CartesianSampler().sample(self._space(space)), self.r))
 
     def __repr__(self) -> str:
