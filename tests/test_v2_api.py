@@ -164,6 +164,7 @@ class TestExperiment:
         exp.to_yaml(tmp_path / "exp.yaml")
         again = Experiment.from_yaml(tmp_path / "exp.yaml")
         assert again == exp and [type(t) for t in again.graph] == [Task, Task]
+        assert "<td>first</td>" in again._repr_html_() and "(nothing to run)" in again._repr_html_()
 
     def test_v2_file_is_converted_and_said_once(self, tmp_path, caplog):
         (tmp_path / "v2.yaml").write_text(V2_FILE)

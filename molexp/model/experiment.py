@@ -193,7 +193,12 @@ class Experiment:
 
         rows = []
         for t in self.graph:
-            what = "; ".join(t.commands) if isinstance(t, LocalTask) else getattr(t.func, "__qualname__", str(t.func))
+            if isinstance(t, LocalTask):
+                what = "; ".join(t.commands)
+            elif isinstance(t, PythonTask):
+                what = getattr(t.func, "__qualname__", str(t.func))
+            else:   # a plain Task: a described step, nothing to run
+                what = t.description or "(nothing to run)"
             rows.append([t.name, t.kind, ", ".join(t.deps), what])
         caption = f"Experiment {self.name!r}: {len(self.graph)} tasks, workdir {self.workdir}"
         return table(caption, ["task", "type", "depends on", "runs"], rows)
