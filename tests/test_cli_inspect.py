@@ -207,3 +207,30 @@ def test_version_module_entry_quiet_and_help(ran):
         positionals = text.split("positional arguments:")[1].split("options:")[0]
         entries = [line for line in positionals.splitlines() if line.startswith("  ") and not line.startswith("   ")]
         assert entries and all(len(e.split(None, 1)) == 2 for e in entries), (command, positionals)
+
+
+def test_status_of_a_run_from_python_says_what_it_cannot_know(tmp_path):
+    (tmp_path / "run.py").write_text(dedent("""
+        from molexp import Experiment, ExperimentExecutor, LocalTask
+
+        e = Experiment("from-python")
+        e.add_task(LocalTask("waits", commands=["while [ ! -e go ]; do sleep 0.05; done"]))
+        ExperimentExecutor(e, progress=False, checkpoint_dir="ck").run()
+        """))
+    run = subprocess.Popen([sys.executable, "run.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            p = molexp("status", "ck", cwd=tmp_path)
+            if "a run is going" in p.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert p.stdout.splitlines()[0] == (f"experiment from-python: 0 tasks recorded: none yet (a run is going: pid "
+                                            f"{run.pid}; not a `molexp run`, so what runs now is not known)")
+        data = json.loads(molexp("status", "ck", "--json", cwd=tmp_path).stdout)
+        assert data["run"]["alive"] and data["run"]["pid"] == run.pid and data["run"]["running"] is None
+    finally:
+        (tmp_path / "go").touch()
+        run.communicate(timeout=60)
+    assert run.returncode == 0

@@ -33,8 +33,9 @@ def checkpoint_of(given: str) -> str:
 
 
 def read(given: str) -> dict:
-    """``read_state`` of the checkpoint CHECKPOINT names, plus ``"running"`` (what ``molexp run`` says is
-    running now, when a live run holds the checkpoint) and ``"total"`` (its number of tasks, or None)."""
+    """``read_state`` of the checkpoint CHECKPOINT names, plus ``"running"`` (the tasks ``molexp run`` says
+    are running now; [] when no run holds the checkpoint, None when a run that is not ``molexp run`` does) and
+    ``"total"`` (the live run's number of tasks, or None)."""
     from ..state.journal import read_state
 
     directory = checkpoint_of(given)
@@ -52,20 +53,24 @@ def read(given: str) -> dict:
             live = None
         if isinstance(live, dict) and live.get("pid") == holder.get("pid"):
             state["running"], state["total"] = list(live.get("running") or []), live.get("total")
+        else:   # a run from Python (ExperimentExecutor): it records outcomes, not what is running
+            state["running"] = None
     return state
 
 
 def status(args) -> int:
     """``molexp status CHECKPOINT [--failed | --running] [--json]``."""
     state = read(args.checkpoint_dir)
-    records, running = state["records"], state["running"]
+    records, running = state["records"], state["running"] or []
     holder = state.get("holder") or {}
     if args.json:
         print(json.dumps(_as_json(state), indent=2, default=str))
         return EXIT_OK
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(state["counts"].items()))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(state["counts"].items())) or "none yet"
     live = ""
-    if holder.get("alive"):
+    if holder.get("alive") and state["running"] is None:
+        live = f" (a run is going: pid {holder.get('pid')}; not a `molexp run`, so what runs now is not known)"
+    elif holder.get("alive"):
         total = f" of {state['total']}" if state["total"] is not None else ""
         live = f" (a run is going: pid {holder.get('pid')}, {len(running)} running, {len(records)}{total} recorded)"
     print(f"experiment {state['experiment']}: {len(records)} tasks recorded: {counts}{live}")
@@ -123,7 +128,7 @@ def _record(state: dict, task: str) -> dict:
     if task not in records:
         from ..model.graph import _did_you_mean
 
-        if task in state["running"]:
+        if task in (state["running"] or ()):
             raise ValidationError(f"task {task!r} is running now: no outcome recorded yet")
         raise ValidationError(f"no task {task!r} in the checkpoint {state['directory']} (experiment "
                               f"{state['experiment']}, {len(records)} tasks recorded){_did_you_mean(task, records)}")
