@@ -25,7 +25,7 @@ DOCS = ROOT / "docs"
 
 # Pages whose Python blocks are run here (the seed guide, sweeps.md and reports.md have their own tests).
 LOCAL_PAGES = ["index.md", "tasks.md", "files.md", "execution.md", "resources.md", "checkpoint.md", "executors.md",
-               "cli.md"]
+               "cli.md", "migrating.md"]
 CLUSTER_PAGES = ["clusters.md", "slurm.md"]
 TESTED_ELSEWHERE = {"workflow-execution.md", "sweeps.md", "reports.md"}
 
@@ -138,6 +138,9 @@ def test_python_blocks_run_as_written(project, page, capsys):
         assert "exit: command exited with code 3: exit 3" in out
     if page == "executors.md":
         assert "scale-up" in out
+    if page == "migrating.md":
+        assert out.splitlines()[:2] == ["['data_preparation', 'analysis']", "preparing --input data.txt"]
+        assert ns["results"]["total"].stdout == "6" and (project / "experiment.yaml").exists()
 
 
 def test_index_command_line(project):
@@ -157,6 +160,15 @@ def test_cli_page_commands(project):
     assert status.stdout.startswith("experiment cli-demo: 3 tasks recorded: 2 completed, 1 failed")
     assert (project / "report.html").exists() and "wrote report.html" in report.stdout
     assert "no such experiment file: missing.yaml" in missing.stderr
+
+    status_failed, as_json, show, logs, stderr, dot, clean = run_cli_section("cli.md", "Looking at a run", project)
+    assert status_failed.stdout.splitlines()[2].split()[:2] == ["check", "failed"]
+    assert "analyse" not in status_failed.stdout and "--- check failed (exit)" in status_failed.stdout
+    assert json.loads(as_json.stdout)["counts"] == {"completed": 2, "failed": 1}
+    assert "status:    failed" in show.stdout and "failure:   exit" in show.stdout
+    assert logs.stdout == "T=300\n" and stderr.stdout == ""
+    assert dot.stdout.startswith("digraph") and '[label="check"' in dot.stdout
+    assert clean.stdout.startswith("removed .molexp/cli-demo") and not (project / ".molexp/cli-demo").exists()
 
     (project / "workflow.py").write_text(blocks("cli.md", "python", "A Python workflow file")[0])
     [wf] = run_cli_section("cli.md", "A Python workflow file", project)
@@ -278,3 +290,58 @@ def test_mkdocs_build_strict(tmp_path):
         assert (tmp_path / "site" / page).exists(), page
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "ExperimentExecutor" in api and "Options shared by every executor" in api
+
+
+# -- the seed guide: every snippet runs as a script of its own ---------------------------------------------
+
+def standalone_scripts(page: str) -> dict[str, str]:
+    """Heading -> the last python block under it (the complete script that follows a fragment, or the
+    snippet itself when it is complete). Headings are read outside code blocks only."""
+    text = (DOCS / page).read_text()
+    fences = [(m.start(), m.end(), m.group(1), m.group(2)) for m in _FENCE.finditer(text)]
+    headings = [(m.start(), m.group(1).strip()) for m in _HEADING.finditer(text)
+                if not any(a <= m.start() < b for a, b, _, _ in fences)]
+    out: dict[str, str] = {}
+    for start, _, lang, code in fences:
+        if lang == "python":
+            out[max((h for h in headings if h[0] < start), default=(0, ""))[1]] = code
+    return out
+
+
+GUIDE_SCRIPTS = {   # heading -> what the script prints (a fragment of its stdout)
+    "Experiment-Based Workflows": "", "Pipeline Pattern": "",
+    "Fan-out Pattern": "4 completed, 0 cached, 0 failed", "Fan-in Pattern": "4 completed, 0 cached, 0 failed",
+    "Diamond Pattern": "4 completed, 0 cached, 0 failed",
+    "Conditional Execution": "skipped condition is false", "Retry Logic": "completed 2",
+    "Resource Management": "peak mem", "Progress Monitoring": "Task analysis: completed",
+    "Batch Processing": "job-7", "Streaming Processing": "fast completed\nafter-fast completed\nslow completed",
+    "Adaptive Execution": "4 completed, 0 cached, 0 failed",
+    "Fault Tolerance": "1 completed, 0 cached, 1 failed, 1 skipped",
+    "Checkpoint and Resume": "{'prepare': 'cached', 'analysis': 'cached'}",
+}
+
+
+def test_every_seed_guide_snippet_has_a_standalone_script():
+    assert set(standalone_scripts("workflow-execution.md")) == set(GUIDE_SCRIPTS)
+
+
+@pytest.mark.parametrize("heading", list(GUIDE_SCRIPTS))
+def test_seed_guide_snippets_run_as_standalone_scripts(tmp_path, heading):
+    code = standalone_scripts("workflow-execution.md")[heading]
+    (tmp_path / "script.py").write_text(code)
+    stage = "import pathlib, sys\nfor d in sys.argv[2:]:\n    pathlib.Path(d).mkdir(parents=True, exist_ok=True)\n" \
+            "pathlib.Path(sys.argv[-1] if len(sys.argv) > 2 else 'out').mkdir(exist_ok=True)\nprint(sys.argv[0])\n"
+    for script in ("scripts/prepare_data.py", "scripts/analyze.py", "scripts/visualize.py", "preprocess.py",
+                   "analyze.py", "visualize.py"):
+        (tmp_path / script).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / script).write_text(stage)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").symlink_to(sys.executable)   # the seed's commands say `python`
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PATH": os.pathsep.join([str(tmp_path / "bin"), os.environ.get("PATH", "")])}
+    p = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=240)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stdout + p.stderr
+    assert GUIDE_SCRIPTS[heading] in p.stdout, p.stdout
+    if heading in ("Experiment-Based Workflows", "Pipeline Pattern"):   # the scripts ran, in order
+        assert (tmp_path / ".molexp").is_dir() and list((tmp_path / ".molexp").rglob("*.out"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,15 +15,90 @@ from ..errors import TaskDefinitionError, ValidationError
 from .graph import TaskGraph
 from .task import LocalTask, PythonTask, Task, resolve_ref
 
-TASK_TYPES: dict[str, type[Task]] = {"shell": LocalTask, "local": LocalTask, "python": PythonTask}
+TASK_TYPES: dict[str, type[Task]] = {"shell": LocalTask, "local": LocalTask, "python": PythonTask, "task": Task}
+
+log = logging.getLogger("molexp")
 
 
 class TaskPool(TaskGraph):
-    """A named, ordered collection of tasks (dependencies allowed), e.g. for ``BatchExecutor.execute``."""
+    """A named, ordered collection of tasks (dependencies allowed), e.g. for ``BatchExecutor.execute``.
 
-    def __init__(self, tasks: Iterable[Task] = (), *, name: str = "pool"):
+    ``TaskPool("my_pool")`` (the name first, as in molexp v2) or ``TaskPool([task, ...], name="my_pool")``;
+    ``tasks=`` gives the tasks by keyword. Being a ``TaskGraph``, it validates and orders them too.
+    """
+
+    def __init__(self, name_or_tasks: str | Iterable[Task] | None = None, /, tasks: Iterable[Task] = (), *,
+                 name: str | None = None):
+        first = name_or_tasks
+        if first is None or isinstance(first, str):
+            if first is not None and name is not None and name != first:
+                raise TaskDefinitionError(f"TaskPool: two names given, {first!r} and name={name!r}")
+            pool_name = first if first is not None else name
+        else:   # TaskPool([task, ...], name=...): the tasks first
+            if tasks:
+                raise TaskDefinitionError("TaskPool: give the tasks once (first, or as tasks=), not both")
+            pool_name, tasks = name, first
+        pool_name = "pool" if pool_name is None else pool_name
+        if not isinstance(pool_name, str) or not pool_name.strip():
+            raise TaskDefinitionError(f"TaskPool: name must be a non-empty string, got {pool_name!r}")
         super().__init__(tasks)
-        self.name = name
+        self.name = pool_name
+
+    def task_count(self) -> int:
+        """How many tasks the pool holds (``len(pool)``)."""
+        return len(self)
+
+    def get_task(self, name: str) -> Task | None:
+        """The task called ``name``, or None when there is none (``pool[name]`` raises instead)."""
+        return self.tasks.get(name)
+
+    def list_tasks(self) -> list[str]:
+        """The task names, in the order they were added."""
+        return list(self.tasks)
+
+    def remove_task(self, name: str) -> Task:
+        """Remove and return the task ``name``; ``GraphError`` if there is none. Tasks that depended on it
+        keep the dependency (``validate()`` then names it as missing)."""
+        task = self._known(name)
+        del self._tasks[name]
+        self._order = self._dependents = None
+        return task
+
+    def update_task(self, task: Task) -> None:
+        """Replace the task of the same name by ``task``; ``GraphError`` if the pool has no such task."""
+        if not isinstance(task, Task):
+            raise TaskDefinitionError(f"update_task expects a Task, got {type(task).__name__}: {task!r}")
+        self._known(task.name)
+        self._tasks[task.name] = task
+        self._order = self._dependents = None
+
+    def get_tasks_by_deps(self, dependency: str) -> list[str]:
+        """Names of the tasks that depend directly on ``dependency`` (``get_dependents``)."""
+        return self.get_dependents(dependency)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The pool as plain data: ``{"name": ..., "tasks": [task dicts, each with its type]}``."""
+        return {"name": self.name, "tasks": [t.to_dict() for t in self]}
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The pool as YAML text (each task keeps its type); also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | os.PathLike) -> TaskPool:
+        """A pool from a YAML file path or YAML text: ``to_yaml``'s form, or molexp v2's (``tasks`` a
+        mapping of name -> task)."""
+        data, where, base = load_yaml(source, "task pool YAML")
+        if not isinstance(data, Mapping) or "tasks" not in data:
+            raise ValidationError(f"{where}: expected a mapping with 'name' and 'tasks', got "
+                                  f"{type(data).__name__ if not isinstance(data, Mapping) else sorted(data)}")
+        unknown = set(data) - {"name", "tasks"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown key(s) {sorted(unknown)}; a task pool has name and tasks")
+        return cls(data.get("name") or "pool", _tasks_from_data(data["tasks"], where, base, notes=[]))
 
     def __repr__(self) -> str:
         return f"<TaskPool {self.name!r}: {len(self)} tasks>"
@@ -33,12 +109,13 @@ class Experiment:
 
     ``workdir`` (default: the current directory) is where shell tasks run unless they set ``cwd``, and
     where molexp keeps per-task logs (``.molexp/<name>/logs/``). ``params`` are default run parameters,
-    overridden by ``run(params=...)``.
+    overridden by ``run(params=...)``. ``description`` (alias ``readme``, molexp v2's name) is free text.
+    The tasks live in ``graph``, a ``TaskPool`` (also ``get_task_pool()``).
     """
 
     def __init__(self, name: str, *, workdir: str | os.PathLike | None = None,
-                 params: Mapping[str, Any] | None = None, description: str = "",
-                 tasks: Iterable[Task] = ()):
+                 params: Mapping[str, Any] | None = None, description: str | None = None,
+                 tasks: Iterable[Task] = (), readme: str | None = None):
         if not isinstance(name, str) or not name.strip():
             raise ValidationError(f"experiment name must be a non-empty string, got {name!r}")
         if "\0" in name:
@@ -51,9 +128,48 @@ class Experiment:
         if params is not None and not isinstance(params, Mapping):
             raise ValidationError(f"experiment {name!r}: params must be a mapping, got {type(params).__name__}")
         self.params = dict(params or {})
-        self.description = description
+        if readme is not None and description is not None and readme != description:
+            raise ValidationError(f"experiment {name!r}: give description= or readme= (the same thing), not both")
+        text = readme if readme is not None else description if description is not None else ""
+        if not isinstance(text, str):
+            raise ValidationError(f"experiment {name!r}: description (readme) must be a string, got "
+                                  f"{type(text).__name__}")
+        self.description = text
         self.cluster: dict[str, Any] = {}  # where `molexp run` runs it (see molexp.backends.cluster.make_cluster)
-        self.graph = TaskGraph(tasks)
+        self.graph: TaskGraph = TaskPool(f"{name}_tasks", tasks)
+
+    @property
+    def readme(self) -> str:
+        """molexp v2's name for ``description``."""
+        return self.description
+
+    @readme.setter
+    def readme(self, text: str) -> None:
+        self.description = text
+
+    def get_task_pool(self) -> TaskGraph:
+        """The experiment's tasks (its ``graph``, a ``TaskPool``): adding to it adds to the experiment."""
+        return self.graph
+
+    def set_task_pool(self, pool: TaskGraph | Iterable[Task]) -> None:
+        """Make ``pool`` (a ``TaskPool``, ``TaskGraph`` or list of tasks) the experiment's tasks, replacing
+        those it had."""
+        if isinstance(pool, TaskGraph):
+            self.graph = pool
+            return
+        if isinstance(pool, (str, bytes, Mapping)) or not isinstance(pool, Iterable):
+            raise ValidationError(f"experiment {self.name!r}: set_task_pool expects a TaskPool, TaskGraph or list "
+                                  f"of tasks, got {type(pool).__name__}")
+        self.graph = TaskPool(f"{self.name}_tasks", pool)
+
+    def get_execution_order(self) -> list[str]:
+        """Task names in an order that runs each after its dependencies (``graph.topological_sort()``)."""
+        return self.graph.topological_sort()
+
+    def validate_experiment(self) -> None:
+        """Check the tasks can run (``graph.validate()``): ``GraphError`` for a missing or self dependency or
+        a duplicate, ``CycleError`` naming a cycle."""
+        self.graph.validate()
 
     def add_task(self, task: Task, dependencies: Iterable[str | Task] | None = None) -> Task:
         """Add a task (names must be unique); ``dependencies`` are added to its ``deps``. Returns it."""
@@ -77,7 +193,12 @@ class Experiment:
 
         rows = []
         for t in self.graph:
-            what = "; ".join(t.commands) if isinstance(t, LocalTask) else getattr(t.func, "__qualname__", str(t.func))
+            if isinstance(t, LocalTask):
+                what = "; ".join(t.commands)
+            elif isinstance(t, PythonTask):
+                what = getattr(t.func, "__qualname__", str(t.func))
+            else:   # a plain Task: a described step, nothing to run
+                what = t.description or "(nothing to run)"
             rows.append([t.name, t.kind, ", ".join(t.deps), what])
         caption = f"Experiment {self.name!r}: {len(self.graph)} tasks, workdir {self.workdir}"
         return table(caption, ["task", "type", "depends on", "runs"], rows)
@@ -123,10 +244,17 @@ class Experiment:
         return text
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "experiment") -> Experiment:
-        """Build an experiment from plain data (the shape ``to_dict`` returns)."""
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "experiment",
+                  base: str | os.PathLike | None = None) -> Experiment:
+        """Build an experiment from plain data (the shape ``to_dict`` returns, or molexp v2's: ``readme``,
+        ``task_pool``). ``base``: the directory of the file it came from, where ``func: module:function``
+        modules are looked for first."""
         if not isinstance(data, Mapping):
             raise ValidationError(f"{source}: expected a mapping with 'name' and 'tasks', got {type(data).__name__}")
+        notes: list[str] = []
+        pool_name = None
+        if "readme" in data or "task_pool" in data:
+            data, pool_name = _from_v2(data, source, notes)
         if "sweep" in data:
             from .params import expand_sweep
 
@@ -143,62 +271,123 @@ class Experiment:
         if not isinstance(cluster, Mapping):
             raise ValidationError(f"{source}: 'cluster' must be a mapping, got {type(cluster).__name__}")
         exp.cluster = dict(cluster)
-        tasks = data.get("tasks") or []
-        if not isinstance(tasks, list):
-            raise ValidationError(f"{source}: 'tasks' must be a list, got {type(tasks).__name__}")
-        exp.add_tasks(task_from_dict(spec, where=f"{source}: tasks[{i}]") for i, spec in enumerate(tasks))
+        if pool_name:
+            exp.graph.name = pool_name
+        exp.add_tasks(_tasks_from_data(data.get("tasks") or [], source, base, notes))
+        if notes:   # once per file: what was read as what
+            log.warning("molexp: %s is a molexp v2 file; converted %s. Write it in this version's form with "
+                        "Experiment.from_yaml(...).to_yaml(path)", source, "; ".join(notes))
         return exp
 
     @classmethod
     def from_yaml(cls, source: str | os.PathLike) -> Experiment:
-        """Load an experiment from a YAML file path, or from YAML text.
+        """Load an experiment from a YAML file path, or from YAML text (this version's form, or molexp v2's).
 
-        From a file, a relative ``workdir`` is taken relative to the file's directory.
+        From a file, a relative ``workdir`` is taken relative to the file's directory, and a Python task's
+        ``func: analysis:summarize`` imports ``analysis.py`` from that directory when it is there.
         """
-        where, base = "experiment YAML", None
-        if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
-                                                and source.endswith((".yaml", ".yml"))):
-            where, base = os.fspath(source), Path(source).resolve().parent
-            try:
-                text = Path(source).read_text()
-            except OSError as e:
-                raise ValidationError(f"cannot read experiment file {where}: {e.strerror}") from None
-        else:
-            text = source
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValidationError(f"{where}: not valid YAML: {e}") from None
-        exp = cls.from_dict(data, source=where)
+        data, where, base = load_yaml(source, "experiment YAML")
+        exp = cls.from_dict(data, source=where, base=base)
         if base is not None and not os.path.isabs(exp.workdir):
-            exp.workdir = os.path.normpath(base / exp.workdir)  # relative to the file, not the shell
+            exp.workdir = os.path.normpath(Path(base) / exp.workdir)  # relative to the file, not the shell
         return exp
 
 
-def task_from_dict(spec: Any, *, where: str = "task") -> Task:
-    """Build a task from its plain-data form: ``{"type": "shell"|"python", "name": ..., ...}``."""
+def load_yaml(source: str | os.PathLike, what: str) -> tuple[Any, str, str | None]:
+    """(data, where, directory) of a YAML file path or YAML text; ``ValidationError`` naming it if it cannot
+    be read or parsed. ``directory`` is the file's (None for text)."""
+    where, base = what, None
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                            and source.endswith((".yaml", ".yml"))):
+        where, base = os.fspath(source), str(Path(source).resolve().parent)
+        try:
+            text = Path(source).read_text()
+        except OSError as e:
+            raise ValidationError(f"cannot read {what.split()[0]} file {where}: {e.strerror}") from None
+    elif isinstance(source, str):
+        text = source
+    else:
+        raise ValidationError(f"{what}: expected a file path or YAML text, got {type(source).__name__}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValidationError(f"{where}: not valid YAML: {e}") from None
+    return data, where, base
+
+
+def _tasks_from_data(tasks: Any, source: str, base: str | None, notes: list[str]) -> Iterable[Task]:
+    """The tasks of a ``tasks:`` list (this version) or mapping name -> task (molexp v2)."""
+    if isinstance(tasks, Mapping):   # v2: {name: {name: ..., ...}}
+        specs = []
+        for key, spec in tasks.items():
+            if isinstance(spec, Mapping):
+                spec = {"name": key, **{k: v for k, v in spec.items() if v is not None}}
+            specs.append(spec)
+        notes.append("tasks from a mapping of name -> task")
+        return [task_from_dict(spec, where=f"{source}: tasks[{spec.get('name')!r}]" if isinstance(spec, Mapping)
+                               else f"{source}: tasks", base=base, v2=True) for spec in specs]
+    if not isinstance(tasks, list):
+        raise ValidationError(f"{source}: 'tasks' must be a list, got {type(tasks).__name__}")
+    return (task_from_dict(spec, where=f"{source}: tasks[{i}]", base=base) for i, spec in enumerate(tasks))
+
+
+def _from_v2(data: Mapping[str, Any], source: str, notes: list[str]) -> tuple[dict[str, Any], str | None]:
+    """molexp v2's experiment data (``readme``, ``task_pool: {name, tasks: {name: task}}``) in this form,
+    and the pool's name."""
+    data, pool_name = dict(data), None
+    if "readme" in data:
+        readme = data.pop("readme")
+        if "description" in data and readme not in (None, "", data["description"]):
+            raise ValidationError(f"{source}: give description or readme (the same thing), not both")
+        if readme:
+            data.setdefault("description", readme)
+        notes.append("readme -> description")
+    if "task_pool" in data:
+        pool = data.pop("task_pool")
+        if "tasks" in data:
+            raise ValidationError(f"{source}: give tasks or task_pool (molexp v2's form), not both")
+        if pool is not None:
+            if not isinstance(pool, Mapping) or not set(pool) <= {"name", "tasks"}:
+                raise ValidationError(f"{source}: task_pool must be a mapping with name and tasks, got {pool!r}")
+            data["tasks"] = pool.get("tasks") or []
+            pool_name = pool.get("name")
+        notes.append("task_pool -> tasks")
+    return data, pool_name
+
+
+def task_from_dict(spec: Any, *, where: str = "task", base: str | os.PathLike | None = None,
+                   v2: bool = False) -> Task:
+    """Build a task from its plain-data form: ``{"type": "shell"|"python"|"task", "name": ..., ...}``.
+
+    ``base``: the experiment file's directory, where ``func: module:function`` modules are looked for first.
+    ``v2``: a molexp v2 task (no ``type``): one with ``commands`` is a shell task, with ``func`` a Python
+    task, else a plain ``Task``; its ``readme`` is the description.
+    """
     if not isinstance(spec, Mapping):
         raise TaskDefinitionError(f"{where}: expected a mapping, got {type(spec).__name__}")
     spec = dict(spec)
-    kind = spec.pop("type", "shell" if "commands" in spec else "python" if "func" in spec else None)
+    inferred = "shell" if "commands" in spec else "python" if "func" in spec else ("task" if v2 else None)
+    kind = spec.pop("type", spec.pop("task_type", inferred) if v2 else inferred)
     if kind not in TASK_TYPES:
         raise TaskDefinitionError(f"{where}: 'type' must be one of {sorted(set(TASK_TYPES))}, got {kind!r}")
     name = spec.pop("name", None)
     if "condition" in spec and isinstance(spec["condition"], str):
-        spec["condition"] = resolve_ref(spec["condition"], f"{where}: condition")
+        spec["condition"] = resolve_ref(spec["condition"], f"{where}: condition", base=base)
     cls = TASK_TYPES[kind]
-    required = "commands" if cls is LocalTask else "func"
-    allowed = _BASE_FIELDS | ({required} if cls is LocalTask else {required, "isolated"})
+    required = "commands" if cls is LocalTask else "func" if cls is PythonTask else None
+    allowed = _BASE_FIELDS | {r for r in (required,) if r} | ({"isolated"} if cls is PythonTask else set())
     for key in spec:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TaskDefinitionError(f"{where} ({name!r}): unknown field {key!r}{hint}; a {kind} task takes "
                                       f"name, {', '.join(sorted(allowed))}")
-    if required not in spec:
+    if required is not None and required not in spec:
         raise TaskDefinitionError(f"{where} ({name!r}): a {kind} task needs {required!r}")
+    if cls is PythonTask and isinstance(spec["func"], str):
+        spec["func"] = resolve_ref(spec["func"], f"task {name!r}: func", base=base)
     return cls(name, **spec)  # type: ignore[arg-type]
 
 
 _BASE_FIELDS = frozenset({"deps", "kwargs", "timeout", "retries", "priority", "resources", "condition", "cwd",
-                          "env", "inputs", "outputs"})
+                          "env", "inputs", "outputs", "description", "readme", "args"})

@@ -192,6 +192,67 @@ class TaskGraph:
 
         return critical_path(self.topological_order(), self.dependents(), {})  # type: ignore[return-value]
 
+    # -- molexp v2's names (each a thin layer over the methods above) ------------------------------------
+    def topological_sort(self) -> list[str]:
+        """Task names, each after its dependencies (``topological_order()``); raises ``GraphError`` /
+        ``CycleError`` for a graph that cannot run."""
+        return list(self.topological_order())
+
+    def validate_dependencies(self) -> bool:
+        """``validate()``: raises ``GraphError`` (missing or self dependency) or ``CycleError``; True otherwise."""
+        self.validate()
+        return True
+
+    def has_cycle(self) -> bool:
+        """True when the dependencies form a cycle (``validate()`` would raise ``CycleError``). A missing
+        dependency is not a cycle: it raises ``GraphError``."""
+        try:
+            self.topological_order()
+        except CycleError:
+            return True
+        return False
+
+    def _known(self, name: str) -> Task:
+        try:
+            return self._tasks[name]
+        except (KeyError, TypeError):
+            raise GraphError(f"no task {name!r} in this graph" + _did_you_mean(str(name), self._tasks)) from None
+
+    def get_dependencies(self, name: str) -> list[str]:
+        """Names of the tasks ``name`` depends on directly; ``GraphError`` if there is no such task."""
+        return list(self._known(name).deps)
+
+    def get_dependents(self, name: str) -> list[str]:
+        """Names of the tasks that depend directly on ``name``; ``GraphError`` if there is no such task."""
+        self._known(name)
+        return list(self.dependents().get(name, []))
+
+    def get_all_dependencies(self, name: str) -> set[str]:
+        """Every task ``name`` needs, directly or not (its ancestors, itself excluded)."""
+        return set(self.needed_by([self._known(name).name]).tasks) - {name}
+
+    def get_all_dependents(self, name: str) -> set[str]:
+        """Every task that needs ``name``, directly or not (its descendants, itself excluded)."""
+        self._known(name)
+        dependents = self.dependents()
+        found: set[str] = set()
+        stack = list(dependents.get(name, []))
+        while stack:
+            n = stack.pop()
+            if n not in found:
+                found.add(n)
+                stack.extend(dependents.get(n, []))
+        return found
+
+    def get_ready_tasks(self, done: Iterable[str] = ()) -> list[str]:
+        """Names of the tasks not in ``done`` whose dependencies are all in ``done``, in insertion order."""
+        if isinstance(done, str):
+            done = [done]
+        finished = set(done)
+        for n in finished:
+            self._known(n)
+        return [n for n, t in self._tasks.items() if n not in finished and all(d in finished for d in t.deps)]
+
     def __repr__(self) -> str:
         return f"<TaskGraph {len(self._tasks)} tasks>"
 

@@ -45,6 +45,13 @@ class Task:
         paths (templated like commands, relative to cwd; inputs may be globs). A task reading another's output
         runs after it; declared outputs must exist after success and are removed after a failure. See
         docs/files.md.
+      description (alias ``readme``, molexp v2's name): free text saying what the task is for; kept in YAML,
+        not part of the task's fingerprint (editing it re-runs nothing).
+      args: command-line arguments (strings); a shell task's commands get them, shell-quoted and joined by
+        spaces, as ``$args`` (e.g. ``commands=["python prep.py $args"]``).
+
+    A plain ``Task`` describes a step and nothing to run: use ``LocalTask`` (commands) or ``PythonTask``
+    (a function) for steps that do something.
     """
 
     kind = "task"
@@ -53,7 +60,8 @@ class Task:
                  timeout: float | str | None = None, retries: int | None = None, priority: int | None = None,
                  resources: Mapping[str, Any] | None = None, condition: Callable | None = None,
                  cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
-                 inputs: Any = None, outputs: Any = None):
+                 inputs: Any = None, outputs: Any = None, description: str | None = None,
+                 readme: str | None = None, args: Iterable[str] | None = None):
         if not isinstance(name, str) or not name.strip():
             raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
         if "\0" in name:
@@ -87,6 +95,8 @@ class Task:
                     raise TaskDefinitionError(f"task {name!r}: env names must be non-empty, without '=' or a NUL "
                                               f"character, got {k!r}")
             self.env = dict(env)
+        self.description = _description(name, description, readme)
+        self.args = [] if args is None else _args(name, args)
         self.inputs = [] if inputs is None else declare(name, "inputs", inputs)
         self.outputs = [] if outputs is None else declare(name, "outputs", outputs)
         if inputs is not None or outputs is not None:
@@ -99,6 +109,8 @@ class Task:
     def _fields(self) -> dict[str, Any]:
         """The task's definition as plain data (what YAML stores and equality compares)."""
         data: dict[str, Any] = {"type": self.kind, "name": self.name}
+        if self.description:
+            data["description"] = self.description
         if self.deps:
             data["deps"] = list(self.deps)
         if self.kwargs:
@@ -111,6 +123,8 @@ class Task:
             data["resources"] = dict(self.resources)
         if self.env:
             data["env"] = dict(self.env)
+        if self.args:
+            data["args"] = list(self.args)
         for key in ("inputs", "outputs"):
             declared = getattr(self, key)
             if declared:
@@ -124,6 +138,38 @@ class Task:
         """Plain-data form of the task, as stored in an experiment's YAML."""
         return self._fields()
 
+    @property
+    def readme(self) -> str:
+        """molexp v2's name for ``description``."""
+        return self.description
+
+    @readme.setter
+    def readme(self, text: str) -> None:
+        self.description = _description(self.name, text, None)
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The task as YAML text (its ``to_dict()``); also written to ``path`` when given."""
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            from pathlib import Path
+
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | os.PathLike) -> Task:
+        """A task from a YAML file path or YAML text (as ``to_yaml`` writes it, or a molexp v2 task file).
+        Called on a subclass, the task must be of that type."""
+        from .experiment import load_yaml, task_from_dict
+
+        data, where, base = load_yaml(source, "task YAML")
+        found = task_from_dict(data, where=where, base=base, v2=isinstance(data, Mapping) and "type" not in data)
+        if not isinstance(found, cls):
+            raise TaskDefinitionError(f"{where}: task {found.name!r} is a {type(found).__name__}, not a {cls.__name__}")
+        return found
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -136,8 +182,10 @@ class Task:
         return f"{type(self).__name__}({self.name!r}{deps})"
 
     def template_values(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The task's kwargs overridden by the run's parameters."""
+        """The task's kwargs overridden by the run's parameters (and ``args`` as ``$args`` when given)."""
         values = dict(self.kwargs)
+        if self.args:
+            values.setdefault("args", shlex.join(self.args))
         if params:
             values.update(params)
         return values
@@ -227,6 +275,9 @@ class PythonTask(Task):
     kind = "python"
 
     def __init__(self, name: str, func: Callable | str, *, isolated: bool = False, **options: Any):
+        if options.get("args"):
+            raise TaskDefinitionError(f"task {name!r}: a PythonTask takes keyword arguments (kwargs={{...}}), not "
+                                      f"args={list(options['args'])!r}; args= is for shell tasks' $args")
         super().__init__(name, **options)
         if not isinstance(isolated, bool):
             raise TaskDefinitionError(f"task {name!r}: isolated must be True or False, got {isolated!r}")
@@ -311,13 +362,20 @@ def callable_ref(func: Callable, what: str, *, strict: bool = True) -> str:
         "(define it at the top level of a module, not in __main__, a notebook cell or a lambda)")
 
 
-def resolve_ref(ref: str, what: str) -> Callable:
-    """Import ``"package.module:function"`` (or ``"package.module.function"``)."""
+def resolve_ref(ref: str, what: str, *, base: str | os.PathLike | None = None) -> Callable:
+    """Import ``"package.module:function"`` (or ``"package.module.function"``).
+
+    ``base`` (the directory of the experiment file naming it): a module found there (``analysis.py``, or a
+    package directory) is imported from there, as ``molexp run workflow.py`` imports the modules next to it;
+    the directory is added to ``sys.path`` for the rest of the process (workers and resumed runs need it too).
+    """
     module_name, sep, attr = ref.partition(":")
     if not sep:
         module_name, _, attr = ref.rpartition(".")
     if not module_name or not attr:
         raise TaskDefinitionError(f"{what}: expected 'module:function', got {ref!r}")
+    if base is not None:
+        _importable_from(os.fspath(base), module_name)
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -327,7 +385,43 @@ def resolve_ref(ref: str, what: str) -> Callable:
     return obj
 
 
+def _importable_from(base: str, module_name: str) -> None:
+    """Put ``base`` first on ``sys.path`` when the top-level module of ``module_name`` lives there."""
+    import sys
+
+    top = module_name.split(".", 1)[0]
+    if not (os.path.isfile(os.path.join(base, top + ".py")) or os.path.isdir(os.path.join(base, top))):
+        return
+    if base not in sys.path:
+        sys.path.insert(0, base)
+        importlib.invalidate_caches()
+
+
 # -- field checks -------------------------------------------------------------------------------------
+
+def _description(name: str, description: Any, readme: Any) -> str:
+    if readme is not None:
+        if description is not None and description != readme:
+            raise TaskDefinitionError(f"task {name!r}: give description= or readme= (the same thing), not both")
+        description = readme
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise TaskDefinitionError(f"task {name!r}: description (readme) must be a string, got "
+                                  f"{type(description).__name__}")
+    return description
+
+
+def _args(name: str, args: Any) -> list[str]:
+    if isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
+        raise TaskDefinitionError(f"task {name!r}: args must be a list of strings, got {type(args).__name__}"
+                                  + (f" (write args=[{args!r}])" if isinstance(args, str) else ""))
+    out = list(args)
+    for i, a in enumerate(out):
+        if not isinstance(a, str) or "\0" in a:
+            raise TaskDefinitionError(f"task {name!r}: args[{i}] must be a string without a NUL character, got {a!r}")
+    return out
+
 
 def _dep_names(name: str, deps: Any) -> list[str]:
     if type(deps) in (list, tuple) and all(type(d) is str and d for d in deps) and len(set(deps)) == len(deps):

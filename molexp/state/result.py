@@ -229,6 +229,17 @@ class Results(Mapping):
             records.append(record)
         return records
 
+    def to_dict(self) -> dict[str, Any]:
+        """The run as plain JSON-ready data: ``{"summary": summary(), "tasks": {name: record}}``, each record
+        as in ``to_records()``; a Python task's value is kept when it is JSON data (numbers, strings, lists,
+        dicts with string keys), else given as its ``repr``. ``json.dumps(results.to_dict())`` works."""
+        tasks = {}
+        for r in self._results.values():
+            record = r.to_record()
+            record["value"] = _plain(r.value)
+            tasks[r.name] = record
+        return {"summary": self.summary(), "tasks": tasks}
+
     def to_dataframe(self):
         """The results as a ``pandas.DataFrame`` indexed by task name (needs pandas installed)."""
         try:
@@ -268,6 +279,17 @@ def _detail(r: TaskResult) -> str:
     if r.status is TaskStatus.FAILED and r.failure:
         return f"{r.failure}: {_first_line(r.error)}"
     return r.reason or ""
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON data: itself when it is, lists/dicts element by element, else its ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth < 50 and isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    if depth < 50 and isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    return repr(value)
 
 
 def _first_line(text: str | None) -> str:

@@ -1,0 +1,7 @@
+"""``python -m molexp``: the ``molexp`` command (``molexp --help``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
