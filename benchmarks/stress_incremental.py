@@ -270,7 +270,7 @@ def main():
                         opts = dict(opts)
                         cond = opts.pop("condition", None)
                         if bs == "graph":
-                            ex = ExperimentExecutor(None, client=client, progress=False, **opts)
+                            ex = ExperimentExecutor(client=client, progress=False, **opts)
                         else:
                             ex = BatchExecutor(batch_size=bs, client=client, progress=False, **opts)
                         if cond:

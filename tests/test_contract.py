@@ -18,7 +18,7 @@ def make(request):
         target = {"client": request.getfixturevalue("cluster_client")} if kind.endswith("-cluster") else {}
         options.setdefault("progress", False)
         if kind.startswith("experiment"):
-            return ExperimentExecutor(None, **target, **options)
+            return ExperimentExecutor(**target, **options)
         if kind.startswith("batch"):
             return BatchExecutor(batch_size=2, **target, **options)
         if kind.startswith("stream"):

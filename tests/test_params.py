@@ -10,7 +10,7 @@ import yaml
 from snippets import DOCS, snippet
 
 from molexp import Experiment, ExperimentExecutor, LocalTask, PythonTask, TaskStatus, ValidationError
-from molexp.model.params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, SweepError,
+from molexp.params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, SweepError,
                            Uniform, copies, copy_name, expand_sweep, group_results, param_sets,
                            sampler_from_spec, split_name, sweep)
 

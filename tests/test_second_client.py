@@ -21,7 +21,7 @@ EXECUTORS = {
     "batch": lambda client: BatchExecutor(batch_size=1, client=client),           # incremental submission
     "adaptive": lambda client: AdaptiveExecutor(client=client, adjust_parallelism=False),  # incremental, throttled
     "stream": lambda client: StreamExecutor(client=client),
-    "experiment": lambda client: ExperimentExecutor(None, client=client),             # the whole graph at once
+    "experiment": lambda client: ExperimentExecutor(client=client),
 }
 
 

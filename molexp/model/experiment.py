@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -11,11 +10,11 @@ from typing import Any
 
 import yaml
 
-from ..errors import TaskDefinitionError, ValidationError
+from ..errors import SweepError, TaskDefinitionError, ValidationError
 from .graph import TaskGraph
-from .task import LocalTask, PythonTask, Task, resolve_ref
+from .params import ParamSpace, _axis_from_data, sampler_from_spec, sweep
+from .task import LocalTask, PythonTask, Task, load_yaml, task_from_dict
 
-TASK_TYPES: dict[str, type[Task]] = {"shell": LocalTask, "local": LocalTask, "python": PythonTask, "task": Task}
 
 log = logging.getLogger("molexp")
 
@@ -256,8 +255,6 @@ class Experiment:
         if "readme" in data or "task_pool" in data:
             data, pool_name = _from_v2(data, source, notes)
         if "sweep" in data:
-            from .params import expand_sweep
-
             data = expand_sweep(data, source=source)
         unknown = set(data) - {"name", "workdir", "params", "description", "tasks", "cluster"}
         if unknown:
@@ -291,28 +288,6 @@ class Experiment:
         if base is not None and not os.path.isabs(exp.workdir):
             exp.workdir = os.path.normpath(Path(base) / exp.workdir)  # relative to the file, not the shell
         return exp
-
-
-def load_yaml(source: str | os.PathLike, what: str) -> tuple[Any, str, str | None]:
-    """(data, where, directory) of a YAML file path or YAML text; ``ValidationError`` naming it if it cannot
-    be read or parsed. ``directory`` is the file's (None for text)."""
-    where, base = what, None
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
-                                            and source.endswith((".yaml", ".yml"))):
-        where, base = os.fspath(source), str(Path(source).resolve().parent)
-        try:
-            text = Path(source).read_text()
-        except OSError as e:
-            raise ValidationError(f"cannot read {what.split()[0]} file {where}: {e.strerror}") from None
-    elif isinstance(source, str):
-        text = source
-    else:
-        raise ValidationError(f"{what}: expected a file path or YAML text, got {type(source).__name__}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValidationError(f"{where}: not valid YAML: {e}") from None
-    return data, where, base
 
 
 def _tasks_from_data(tasks: Any, source: str, base: str | None, notes: list[str]) -> Iterable[Task]:
@@ -355,39 +330,50 @@ def _from_v2(data: Mapping[str, Any], source: str, notes: list[str]) -> tuple[di
     return data, pool_name
 
 
-def task_from_dict(spec: Any, *, where: str = "task", base: str | os.PathLike | None = None,
-                   v2: bool = False) -> Task:
-    """Build a task from its plain-data form: ``{"type": "shell"|"python"|"task", "name": ..., ...}``.
+def expand_sweep(data: Mapping[str, Any], *, source: str = "experiment") -> dict[str, Any]:
+    """Experiment data with a ``sweep:`` section -> the same data with the tasks swept and ``sweep`` removed.
 
-    ``base``: the experiment file's directory, where ``func: module:function`` modules are looked for first.
-    ``v2``: a molexp v2 task (no ``type``): one with ``commands`` is a shell task, with ``func`` a Python
-    task, else a plain ``Task``; its ``readme`` is the description.
+    ::
+
+        sweep:
+          sampler: cartesian              # default; or {random: {n: 4, seed: 1}}
+          params: {temperature: [300, 350], rate: {loguniform: [0.001, 0.1]}}
+          # or, instead of sampler + params, explicit sets:
+          # sets: [{temperature: 300, pressure: 1}, {temperature: 350, pressure: 5}]
+
+    Data without ``sweep`` comes back as a copy. Every key but ``params``, ``tasks`` and ``sweep`` is kept as is.
+    ``source`` (a file name) prefixes errors in the tasks, as in ``Experiment.from_dict``.
     """
-    if not isinstance(spec, Mapping):
-        raise TaskDefinitionError(f"{where}: expected a mapping, got {type(spec).__name__}")
-    spec = dict(spec)
-    inferred = "shell" if "commands" in spec else "python" if "func" in spec else ("task" if v2 else None)
-    kind = spec.pop("type", spec.pop("task_type", inferred) if v2 else inferred)
-    if kind not in TASK_TYPES:
-        raise TaskDefinitionError(f"{where}: 'type' must be one of {sorted(set(TASK_TYPES))}, got {kind!r}")
-    name = spec.pop("name", None)
-    if "condition" in spec and isinstance(spec["condition"], str):
-        spec["condition"] = resolve_ref(spec["condition"], f"{where}: condition", base=base)
-    cls = TASK_TYPES[kind]
-    required = "commands" if cls is LocalTask else "func" if cls is PythonTask else None
-    allowed = _BASE_FIELDS | {r for r in (required,) if r} | ({"isolated"} if cls is PythonTask else set())
-    for key in spec:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TaskDefinitionError(f"{where} ({name!r}): unknown field {key!r}{hint}; a {kind} task takes "
-                                      f"name, {', '.join(sorted(allowed))}")
-    if required is not None and required not in spec:
-        raise TaskDefinitionError(f"{where} ({name!r}): a {kind} task needs {required!r}")
-    if cls is PythonTask and isinstance(spec["func"], str):
-        spec["func"] = resolve_ref(spec["func"], f"task {name!r}: func", base=base)
-    return cls(name, **spec)  # type: ignore[arg-type]
-
-
-_BASE_FIELDS = frozenset({"deps", "kwargs", "timeout", "retries", "priority", "resources", "condition", "cwd",
-                          "env", "inputs", "outputs", "description", "readme", "args"})
+    if not isinstance(data, Mapping) or "sweep" not in data:
+        return dict(data) if isinstance(data, Mapping) else data  # type: ignore[return-value]
+    section = data["sweep"]
+    if not isinstance(section, Mapping):
+        raise SweepError(f"{source}: sweep: expected a mapping with 'params' (and 'sampler') or 'sets', "
+                         f"got {section!r}")
+    unknown = set(section) - {"params", "sampler", "sets"}
+    if unknown:
+        raise SweepError(f"sweep: unknown key(s) {sorted(map(str, unknown))}; expected params, sampler, sets")
+    if ("params" in section) == ("sets" in section):
+        raise SweepError("sweep: give either 'params' (axes, with an optional 'sampler') or 'sets' (a list of "
+                         "parameter sets)")
+    if "sets" in section:
+        if "sampler" in section:
+            raise SweepError("sweep: 'sampler' applies to 'params', not to explicit 'sets'")
+        space: Any = section["sets"]
+        if not isinstance(space, list):
+            raise SweepError(f"sweep: sets: expected a list of mappings, got {space!r}")
+        sampler = None
+    else:
+        axes = section["params"]
+        if not isinstance(axes, Mapping) or not axes:
+            raise SweepError(f"sweep: params: expected a mapping of name -> values, got {axes!r}")
+        space = ParamSpace([_axis_from_data(k, v) for k, v in axes.items()])
+        sampler = sampler_from_spec(section.get("sampler"))
+    rest = {k: v for k, v in data.items() if k != "sweep"}
+    swept = sweep(Experiment.from_dict(rest, source=source), space, sampler)
+    out = dict(rest)
+    out.pop("params", None)
+    if swept.params:
+        out["params"] = dict(swept.params)
+    out["tasks"] = [t.to_dict() for t in swept.graph]
+    return out

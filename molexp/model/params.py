@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import SweepError
 from ..state.files import groups
-from .samplers import (
+from .space import (
     CartesianSampler,
     CombinationSampler,
     RandomSampler,
@@ -47,7 +47,7 @@ from .task import _PLACEHOLDER, LocalTask, PythonTask, Task
 
 __all__ = [
     "CartesianSampler", "CombinationSampler", "LogUniform", "Param", "ParamSet", "ParamSpace", "RandomSampler",
-    "Sampler", "SweepError", "Uniform", "copies", "copy_name", "expand_sweep", "group_results", "param_sets",
+    "Sampler", "SweepError", "Uniform", "copies", "copy_name", "group_results", "param_sets",
     "sampler_from_spec", "split_name", "sweep",
 ]
 
@@ -117,9 +117,8 @@ def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapp
     precedence. The original experiment is not changed. Raises ``SweepError`` for a bad space or set, a
     parameter no task uses, or a task name that already looks like a copy's.
     """
-    from .experiment import Experiment
-
-    if not isinstance(experiment, Experiment):
+    if not all(hasattr(experiment, a) for a in ("graph", "params", "workdir", "description")) \
+            or not hasattr(type(experiment), "from_dict"):   # an Experiment (not imported here: it imports this)
         raise SweepError(f"sweep expects an Experiment, got {type(experiment).__name__}")
     sets = _param_sets(space, sampler)
     swept = list(sets[0])
@@ -155,7 +154,7 @@ def sweep(experiment: Any, space: ParamSpace | Mapping[str, Any] | Sequence[Mapp
                 out.append(copy_name(d, p) if p is not None and d in expanded else d)
         return out
 
-    new = Experiment(name if name is not None else experiment.name, workdir=experiment.workdir,
+    new = type(experiment)(name if name is not None else experiment.name, workdir=experiment.workdir,
                      params={k: v for k, v in experiment.params.items() if k not in swept},
                      description=experiment.description)
     def copies():
@@ -261,54 +260,3 @@ def _axis_from_data(name: Any, spec: Any) -> Param:
     if not isinstance(spec, list):
         raise SweepError(f"sweep: params: {name}: expected a list of values, got {spec!r}")
     return Param(name, spec)
-
-
-def expand_sweep(data: Mapping[str, Any], *, source: str = "experiment") -> dict[str, Any]:
-    """Experiment data with a ``sweep:`` section -> the same data with the tasks swept and ``sweep`` removed.
-
-    ::
-
-        sweep:
-          sampler: cartesian              # default; or {random: {n: 4, seed: 1}}
-          params: {temperature: [300, 350], rate: {loguniform: [0.001, 0.1]}}
-          # or, instead of sampler + params, explicit sets:
-          # sets: [{temperature: 300, pressure: 1}, {temperature: 350, pressure: 5}]
-
-    Data without ``sweep`` comes back as a copy. Every key but ``params``, ``tasks`` and ``sweep`` is kept as is.
-    ``source`` (a file name) prefixes errors in the tasks, as in ``Experiment.from_dict``.
-    """
-    from .experiment import Experiment
-
-    if not isinstance(data, Mapping) or "sweep" not in data:
-        return dict(data) if isinstance(data, Mapping) else data  # type: ignore[return-value]
-    section = data["sweep"]
-    if not isinstance(section, Mapping):
-        raise SweepError(f"{source}: sweep: expected a mapping with 'params' (and 'sampler') or 'sets', "
-                         f"got {section!r}")
-    unknown = set(section) - {"params", "sampler", "sets"}
-    if unknown:
-        raise SweepError(f"sweep: unknown key(s) {sorted(map(str, unknown))}; expected params, sampler, sets")
-    if ("params" in section) == ("sets" in section):
-        raise SweepError("sweep: give either 'params' (axes, with an optional 'sampler') or 'sets' (a list of "
-                         "parameter sets)")
-    if "sets" in section:
-        if "sampler" in section:
-            raise SweepError("sweep: 'sampler' applies to 'params', not to explicit 'sets'")
-        space: Any = section["sets"]
-        if not isinstance(space, list):
-            raise SweepError(f"sweep: sets: expected a list of mappings, got {space!r}")
-        sampler = None
-    else:
-        axes = section["params"]
-        if not isinstance(axes, Mapping) or not axes:
-            raise SweepError(f"sweep: params: expected a mapping of name -> values, got {axes!r}")
-        space = ParamSpace([_axis_from_data(k, v) for k, v in axes.items()])
-        sampler = sampler_from_spec(section.get("sampler"))
-    rest = {k: v for k, v in data.items() if k != "sweep"}
-    swept = sweep(Experiment.from_dict(rest, source=source), space, sampler)
-    out = dict(rest)
-    out.pop("params", None)
-    if swept.params:
-        out["params"] = dict(swept.params)
-    out["tasks"] = [t.to_dict() for t in swept.graph]
-    return out

@@ -6,7 +6,7 @@ A task is a plain description; nothing runs here. Constructors check every field
 
 from __future__ import annotations
 
-import importlib
+import difflib
 import inspect
 import os
 import re
@@ -15,11 +15,15 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from dask.utils import parse_bytes, parse_timedelta
+import yaml
 
-from ..errors import TaskDefinitionError, TemplateError
+from pathlib import Path
+
+from ..errors import TaskDefinitionError, TemplateError, ValidationError
 from ..state.files import declare
 from ..state.files import names as file_names
+from .checks import _args, _description, _mapping, _opt_int, _resources, _seconds
+from .refs import callable_ref, resolve_ref
 
 # $name or ${name} (${name:q}: shell-quoted); $$ is a literal $ (as in a Makefile). Anything else after $
 # ($1, $?, $(cmd), ${x:-default}) is bash's business and passes through untouched.
@@ -162,8 +166,6 @@ class Task:
     def from_yaml(cls, source: str | os.PathLike) -> Task:
         """A task from a YAML file path or YAML text (as ``to_yaml`` writes it, or a molexp v2 task file).
         Called on a subclass, the task must be of that type."""
-        from .experiment import load_yaml, task_from_dict
-
         data, where, base = load_yaml(source, "task YAML")
         found = task_from_dict(data, where=where, base=base, v2=isinstance(data, Mapping) and "type" not in data)
         if not isinstance(found, cls):
@@ -349,79 +351,6 @@ def task(func: Callable | None = None, *, name: str | None = None, **options: An
 
 # -- references to callables ------------------------------------------------------------------------
 
-def callable_ref(func: Callable, what: str, *, strict: bool = True) -> str:
-    """``"module:qualname"`` of an importable function; ``TaskDefinitionError`` if it is not importable."""
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", None)
-    if module and qualname and "<" not in qualname and module != "__main__":
-        return f"{module}:{qualname}"
-    if not strict:
-        return f"{module}:{qualname}"
-    raise TaskDefinitionError(
-        f"{what}: {func!r} cannot be written to YAML: only functions importable as 'module:function' can "
-        "(define it at the top level of a module, not in __main__, a notebook cell or a lambda)")
-
-
-def resolve_ref(ref: str, what: str, *, base: str | os.PathLike | None = None) -> Callable:
-    """Import ``"package.module:function"`` (or ``"package.module.function"``).
-
-    ``base`` (the directory of the experiment file naming it): a module found there (``analysis.py``, or a
-    package directory) is imported from there, as ``molexp run workflow.py`` imports the modules next to it;
-    the directory is added to ``sys.path`` for the rest of the process (workers and resumed runs need it too).
-    """
-    module_name, sep, attr = ref.partition(":")
-    if not sep:
-        module_name, _, attr = ref.rpartition(".")
-    if not module_name or not attr:
-        raise TaskDefinitionError(f"{what}: expected 'module:function', got {ref!r}")
-    if base is not None:
-        _importable_from(os.fspath(base), module_name)
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise TaskDefinitionError(f"{what}: cannot import {ref!r}: {e}") from None
-    return obj
-
-
-def _importable_from(base: str, module_name: str) -> None:
-    """Put ``base`` first on ``sys.path`` when the top-level module of ``module_name`` lives there."""
-    import sys
-
-    top = module_name.split(".", 1)[0]
-    if not (os.path.isfile(os.path.join(base, top + ".py")) or os.path.isdir(os.path.join(base, top))):
-        return
-    if base not in sys.path:
-        sys.path.insert(0, base)
-        importlib.invalidate_caches()
-
-
-# -- field checks -------------------------------------------------------------------------------------
-
-def _description(name: str, description: Any, readme: Any) -> str:
-    if readme is not None:
-        if description is not None and description != readme:
-            raise TaskDefinitionError(f"task {name!r}: give description= or readme= (the same thing), not both")
-        description = readme
-    if description is None:
-        return ""
-    if not isinstance(description, str):
-        raise TaskDefinitionError(f"task {name!r}: description (readme) must be a string, got "
-                                  f"{type(description).__name__}")
-    return description
-
-
-def _args(name: str, args: Any) -> list[str]:
-    if isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
-        raise TaskDefinitionError(f"task {name!r}: args must be a list of strings, got {type(args).__name__}"
-                                  + (f" (write args=[{args!r}])" if isinstance(args, str) else ""))
-    out = list(args)
-    for i, a in enumerate(out):
-        if not isinstance(a, str) or "\0" in a:
-            raise TaskDefinitionError(f"task {name!r}: args[{i}] must be a string without a NUL character, got {a!r}")
-    return out
-
 
 def _dep_names(name: str, deps: Any) -> list[str]:
     if type(deps) in (list, tuple) and all(type(d) is str and d for d in deps) and len(set(deps)) == len(deps):
@@ -443,59 +372,66 @@ def _dep_names(name: str, deps: Any) -> list[str]:
     return out
 
 
-_EMPTY: Mapping = {}
+TASK_TYPES: dict[str, type[Task]] = {"shell": LocalTask, "local": LocalTask, "python": PythonTask, "task": Task}
 
 
-def _mapping(name: str, field: str, value: Any) -> Mapping:
-    if value is None:
-        return _EMPTY
-    if not isinstance(value, Mapping):
-        raise TaskDefinitionError(f"task {name!r}: {field} must be a mapping, got {type(value).__name__}")
-    for k in value:
-        if not isinstance(k, str):
-            raise TaskDefinitionError(f"task {name!r}: {field} keys must be strings, got {k!r}")
-    return value
+# -- tasks from YAML -----------------------------------------------------------------------------
 
-
-def _seconds(name: str, field: str, value: Any) -> float | None:
-    if value is None:
-        return None
+def load_yaml(source: str | os.PathLike, what: str) -> tuple[Any, str, str | None]:
+    """(data, where, directory) of a YAML file path or YAML text; ``ValidationError`` naming it if it cannot
+    be read or parsed. ``directory`` is the file's (None for text)."""
+    where, base = what, None
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                            and source.endswith((".yaml", ".yml"))):
+        where, base = os.fspath(source), str(Path(source).resolve().parent)
+        try:
+            text = Path(source).read_text()
+        except OSError as e:
+            raise ValidationError(f"cannot read {what.split()[0]} file {where}: {e.strerror}") from None
+    elif isinstance(source, str):
+        text = source
+    else:
+        raise ValidationError(f"{what}: expected a file path or YAML text, got {type(source).__name__}")
     try:
-        seconds = parse_timedelta(value) if not isinstance(value, bool) else None
-    except (ValueError, TypeError, KeyError):
-        seconds = None
-    if seconds is None or seconds <= 0:
-        raise TaskDefinitionError(
-            f"task {name!r}: {field} must be a positive number of seconds or a time such as '10m', got {value!r}")
-    return float(seconds)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValidationError(f"{where}: not valid YAML: {e}") from None
+    return data, where, base
 
 
-def _opt_int(name: str, field: str, value: Any, minimum: int | None = None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        expected = "an integer" + (f" >= {minimum}" if minimum is not None else "")
-        raise TaskDefinitionError(f"task {name!r}: {field} must be {expected}, got {value!r}")
-    return value
+def task_from_dict(spec: Any, *, where: str = "task", base: str | os.PathLike | None = None,
+                   v2: bool = False) -> Task:
+    """Build a task from its plain-data form: ``{"type": "shell"|"python"|"task", "name": ..., ...}``.
+
+    ``base``: the experiment file's directory, where ``func: module:function`` modules are looked for first.
+    ``v2``: a molexp v2 task (no ``type``): one with ``commands`` is a shell task, with ``func`` a Python
+    task, else a plain ``Task``; its ``readme`` is the description.
+    """
+    if not isinstance(spec, Mapping):
+        raise TaskDefinitionError(f"{where}: expected a mapping, got {type(spec).__name__}")
+    spec = dict(spec)
+    inferred = "shell" if "commands" in spec else "python" if "func" in spec else ("task" if v2 else None)
+    kind = spec.pop("type", spec.pop("task_type", inferred) if v2 else inferred)
+    if kind not in TASK_TYPES:
+        raise TaskDefinitionError(f"{where}: 'type' must be one of {sorted(set(TASK_TYPES))}, got {kind!r}")
+    name = spec.pop("name", None)
+    if "condition" in spec and isinstance(spec["condition"], str):
+        spec["condition"] = resolve_ref(spec["condition"], f"{where}: condition", base=base)
+    cls = TASK_TYPES[kind]
+    required = "commands" if cls is LocalTask else "func" if cls is PythonTask else None
+    allowed = _BASE_FIELDS | {r for r in (required,) if r} | ({"isolated"} if cls is PythonTask else set())
+    for key in spec:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TaskDefinitionError(f"{where} ({name!r}): unknown field {key!r}{hint}; a {kind} task takes "
+                                      f"name, {', '.join(sorted(allowed))}")
+    if required is not None and required not in spec:
+        raise TaskDefinitionError(f"{where} ({name!r}): a {kind} task needs {required!r}")
+    if cls is PythonTask and isinstance(spec["func"], str):
+        spec["func"] = resolve_ref(spec["func"], f"task {name!r}: func", base=base)
+    return cls(name, **spec)  # type: ignore[arg-type]
 
 
-def _resources(name: str, resources: Any) -> dict[str, Any]:
-    if not resources:
-        if resources is None or isinstance(resources, Mapping):
-            return {}
-    resources = dict(_mapping(name, "resources", resources))
-    for key, value in resources.items():
-        if key == "memory":
-            try:
-                parse_bytes(value)
-            except (ValueError, TypeError):
-                raise TaskDefinitionError(
-                    f"task {name!r}: resources['memory'] must be a size such as '2GB', got {value!r}") from None
-        elif key == "cores":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TaskDefinitionError(
-                    f"task {name!r}: resources['cores'] must be an integer >= 1, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TaskDefinitionError(
-                f"task {name!r}: resources[{key!r}] must be a number, got {value!r}")
-    return resources
+_BASE_FIELDS = frozenset({"deps", "kwargs", "timeout", "retries", "priority", "resources", "condition", "cwd",
+                          "env", "inputs", "outputs", "description", "readme", "args"})
