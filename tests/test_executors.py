@@ -185,3 +185,28 @@ def test_adaptive_rejects_bad_options():
     with pytest.raises(ConfigError, match="'max_cluster_workers' given twice"):
         AdaptiveExecutor(max_workers=3, max_cluster_workers=3)
     assert AdaptiveExecutor(min_cluster_workers=0, max_workers=5).adaptive.max_cluster_workers == 5
+
+
+def test_adaptive_executor_runs_in_a_script_without_a_main_guard(tmp_path):
+    """Workers of molexp's own LocalCluster start without importing the user's script again, so a plain
+    script (no ``if __name__ == "__main__":``) runs once, and __main__ is as it was afterwards."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys\n"
+        "from molexp import AdaptiveExecutor, LocalTask, PythonTask, TaskPool\n"
+        "print('script body ran', flush=True)\n"
+        "def square(x=3):\n"
+        "    return x * x\n"
+        "ex = AdaptiveExecutor(min_cluster_workers=1, max_cluster_workers=2, progress=False)\n"
+        "pool = TaskPool([LocalTask('echo', commands=['echo hi']), PythonTask('square', square)], name='plain')\n"
+        "results = ex.execute(pool)\n"
+        "assert results.ok, results.table()\n"
+        "assert results['square'].value == 9\n"
+        "assert sys.modules['__main__'].__file__.endswith('plain.py')\n"
+        "print('done', flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("script body ran") == 1 and out.stdout.strip().endswith("done"), out.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -97,6 +98,7 @@ class AdaptiveExecutor(Executor):
         self.decisions: deque[Decision] = deque(maxlen=dask.config.get("distributed.admin.low-level-log-length"))
         self._lock = threading.Lock()
         self._allowed = 0
+        self._main_hidden: dict | None = None
         self.configure(**adaptive)
 
     def configure(self, **options: Any) -> AdaptiveExecutor:
@@ -154,8 +156,13 @@ class AdaptiveExecutor(Executor):
             return None
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=self.adaptive.min_cluster_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.WARNING)
+        self._main_hidden = _hide_main()
+        try:
+            cluster = LocalCluster(n_workers=self.adaptive.min_cluster_workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.WARNING)
+        except BaseException:
+            _restore_main(self._main_hidden)
+            raise
         self._client, self._owns_client = Client(cluster), True
         self._given_cluster = cluster
         return cluster
@@ -199,7 +206,29 @@ class AdaptiveExecutor(Executor):
                 self.close()
                 own.close()
                 self._given_cluster = None
+                _restore_main(self._main_hidden)
+                self._main_hidden = None
 
     def report(self) -> str:
         """The recorded decisions, one per line."""
         return "\n".join(str(d) for d in self.decisions)
+
+
+def _hide_main() -> dict | None:
+    """While molexp's own LocalCluster starts and scales, hide where the main script is (``__main__.__file__``
+    and ``__spec__``): Python starts each worker process by importing the main script again (the "spawn"
+    start method), which in a script without ``if __name__ == "__main__":`` would run the whole script, and
+    start another cluster, in every worker. Tasks do not need it: they travel by value (cloudpickle).
+    Returns what to put back (None when there is nothing to hide: a notebook, an interactive session)."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None:
+        return None
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    return saved
+
+
+def _restore_main(saved: dict | None) -> None:
+    if saved:
+        sys.modules["__main__"].__dict__.update(saved)
