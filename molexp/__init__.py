@@ -10,7 +10,7 @@ from .backends.adaptive_policy import Decision, MemoryPolicy
 from .executors import AdaptiveExecutor, BatchExecutor, Executor, ExperimentExecutor, RunInterrupted, StreamExecutor
 from .model.experiment import Experiment, TaskPool
 from .model.graph import TaskGraph
-from .model.params import (CartesianSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, Uniform,
+from .model.params import (CartesianSampler, CombinationSampler, LogUniform, Param, ParamSet, ParamSpace, RandomSampler, Uniform,
                      group_results, param_sets, sweep)
 from .state.uptodate import Plan, PlanEntry
 from .state.result import Attempt, FailureKind, Results, TaskResult, TaskStatus
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveExecutor", "BatchExecutor", "Decision", "MemoryPolicy", "StreamExecutor",
-    "CartesianSampler", "LogUniform", "Param", "ParamSet", "ParamSpace", "RandomSampler", "SweepError", "Uniform",
+    "CartesianSampler", "CombinationSampler", "LogUniform", "Param", "ParamSet", "ParamSpace", "RandomSampler", "SweepError", "Uniform",
     "group_results", "param_sets", "sweep",
     "Attempt", "CheckpointError", "CheckpointLocked", "ClusterError", "ConfigError", "CycleError",
     "ExecutionConfig", "ExecutionError", "Executor", "Experiment", "ExperimentExecutor", "FailureKind",

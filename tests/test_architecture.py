@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "molexp"
 
 PUBLIC = {
-    "AdaptiveExecutor", "Attempt", "BatchExecutor", "CartesianSampler", "CheckpointError", "CheckpointLocked",
+    "AdaptiveExecutor", "Attempt", "BatchExecutor", "CartesianSampler", "CheckpointError", "CombinationSampler", "CheckpointLocked",
     "ClusterError", "ConfigError", "CurrentTask", "CycleError", "Decision", "ExecutionConfig", "ExecutionError",
     "Executor", "Experiment", "ExperimentExecutor", "FailureKind", "FileDeclarationError", "GraphError",
     "LocalTask", "LogUniform", "MemoryPolicy", "MolexpError", "Param", "ParamSet", "ParamSpace", "Plan",
