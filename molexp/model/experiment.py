@@ -8,12 +8,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..errors import SweepError, TaskDefinitionError, ValidationError
 from .graph import TaskGraph
 from .params import ParamSpace, _axis_from_data, sampler_from_spec, sweep
-from .task import LocalTask, PythonTask, Task, load_yaml, task_from_dict
+from .task import LocalTask, PythonTask, Task, dump_yaml, load_yaml, task_from_dict
 
 
 log = logging.getLogger("molexp")
@@ -81,10 +80,7 @@ class TaskPool(TaskGraph):
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The pool as YAML text (each task keeps its type); also written to ``path`` when given."""
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return dump_yaml(self.to_dict(), path)
 
     @classmethod
     def from_yaml(cls, source: str | os.PathLike) -> TaskPool:
@@ -237,10 +233,7 @@ class Experiment:
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The experiment as YAML text; also written to ``path`` when given."""
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return dump_yaml(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "experiment",

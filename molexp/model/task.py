@@ -153,14 +153,7 @@ class Task:
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The task as YAML text (its ``to_dict()``); also written to ``path`` when given."""
-        import yaml
-
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            from pathlib import Path
-
-            Path(path).write_text(text)
-        return text
+        return dump_yaml(self.to_dict(), path)
 
     @classmethod
     def from_yaml(cls, source: str | os.PathLike) -> Task:
@@ -376,6 +369,14 @@ TASK_TYPES: dict[str, type[Task]] = {"shell": LocalTask, "local": LocalTask, "py
 
 
 # -- tasks from YAML -----------------------------------------------------------------------------
+
+def dump_yaml(data: Any, path: str | os.PathLike | None = None) -> str:
+    """``data`` as YAML text (keys in their order); also written to ``path`` when given."""
+    text = yaml.safe_dump(data, sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
 
 def load_yaml(source: str | os.PathLike, what: str) -> tuple[Any, str, str | None]:
     """(data, where, directory) of a YAML file path or YAML text; ``ValidationError`` naming it if it cannot
