@@ -209,7 +209,8 @@ def test_version_module_entry_quiet_and_help(ran):
         assert entries and all(len(e.split(None, 1)) == 2 for e in entries), (command, positionals)
 
 
-def test_status_of_a_run_from_python_says_what_it_cannot_know(tmp_path):
+def test_status_of_a_run_from_python_shows_what_runs_now(tmp_path):
+    """The run's session writes the running file, so a run started from Python shows what runs now too."""
     (tmp_path / "run.py").write_text(dedent("""
         from molexp import Experiment, ExperimentExecutor, LocalTask
 
@@ -223,13 +224,13 @@ def test_status_of_a_run_from_python_says_what_it_cannot_know(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             p = molexp("status", "ck", cwd=tmp_path)
-            if "a run is going" in p.stdout or time.monotonic() > deadline:
+            if "1 running" in p.stdout or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         assert p.stdout.splitlines()[0] == (f"experiment from-python: 0 tasks recorded: none yet (a run is going: pid "
-                                            f"{run.pid}; not a `molexp run`, so what runs now is not known)")
+                                            f"{run.pid}, 1 running, 0 of 1 recorded)")
         data = json.loads(molexp("status", "ck", "--json", cwd=tmp_path).stdout)
-        assert data["run"]["alive"] and data["run"]["pid"] == run.pid and data["run"]["running"] is None
+        assert data["run"]["alive"] and data["run"]["pid"] == run.pid and data["run"]["running"] == ["waits"]
     finally:
         (tmp_path / "go").touch()
         run.communicate(timeout=60)

@@ -21,7 +21,7 @@ from ..errors import ValidationError
 from ..state.result import TaskResult, _first_line
 from .load import default_checkpoint_dir, load
 from .output import EXIT_OK
-from .run import RUNNING_FILE
+from ..state.live import RUNNING_FILE
 
 
 def checkpoint_of(given: str) -> str:
@@ -33,9 +33,9 @@ def checkpoint_of(given: str) -> str:
 
 
 def read(given: str) -> dict:
-    """``read_state`` of the checkpoint CHECKPOINT names, plus ``"running"`` (the tasks ``molexp run`` says
-    are running now; [] when no run holds the checkpoint, None when a run that is not ``molexp run`` does) and
-    ``"total"`` (the live run's number of tasks, or None)."""
+    """``read_state`` of the checkpoint CHECKPOINT names, plus ``"running"`` (the tasks the live run says are
+    running now; [] when no run holds the checkpoint, None when one does but its running file cannot be read)
+    and ``"total"`` (the live run's number of tasks, or None)."""
     from ..state.journal import read_state
 
     directory = checkpoint_of(given)
@@ -53,7 +53,7 @@ def read(given: str) -> dict:
             live = None
         if isinstance(live, dict) and live.get("pid") == holder.get("pid"):
             state["running"], state["total"] = list(live.get("running") or []), live.get("total")
-        else:   # a run from Python (ExperimentExecutor): it records outcomes, not what is running
+        else:   # a run by an older molexp, or its file is unreadable: outcomes only
             state["running"] = None
     return state
 
@@ -69,7 +69,7 @@ def status(args) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(state["counts"].items())) or "none yet"
     live = ""
     if holder.get("alive") and state["running"] is None:
-        live = f" (a run is going: pid {holder.get('pid')}; not a `molexp run`, so what runs now is not known)"
+        live = f" (a run is going: pid {holder.get('pid')}; what runs now is not known)"
     elif holder.get("alive"):
         total = f" of {state['total']}" if state["total"] is not None else ""
         live = f" (a run is going: pid {holder.get('pid')}, {len(running)} running, {len(records)}{total} recorded)"

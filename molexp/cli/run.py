@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
-import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from ..backends.cluster import make_cluster
@@ -20,69 +16,6 @@ from .output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _print, _say
 STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
-RUNNING_FILE = "running.json"
-
-
-class RunningFile:
-    """``<checkpoint>/running.json`` while ``molexp run`` runs: the tasks running now and how many there are,
-    for ``molexp status`` (the journal records outcomes only). Rewritten atomically at most twice a second
-    from the progress callback; removed when the run ends."""
-
-    INTERVAL = 0.5
-
-    def __init__(self, directory: str, total: int):
-        self.path = Path(directory) / RUNNING_FILE
-        self.total, self.running, self.done = total, set(), 0
-        self._written = 0.0
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        self._closed = False
-        self._write()
-
-    def __call__(self, task, status) -> None:
-        status = getattr(status, "value", status)
-        name = getattr(task, "name", task)
-        with self._lock:
-            if status in ("running", "retrying"):
-                self.running.add(name)
-            else:
-                self.running.discard(name)
-                self.done += 1
-            wait = self.INTERVAL - (time.monotonic() - self._written)
-            if wait <= 0:
-                self._write()
-            elif self._timer is None:   # written within INTERVAL, whatever comes next
-                self._timer = threading.Timer(wait, self._flush)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def _flush(self) -> None:
-        with self._lock:
-            self._timer = None
-            if not self._closed:
-                self._write()
-
-    def _write(self) -> None:
-        data = {"pid": os.getpid(), "total": self.total, "done": self.done, "running": sorted(self.running),
-                "time": time.time()}
-        tmp = self.path.with_name(f".{RUNNING_FILE}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
-        except OSError:   # a full or read-only disk: status just shows less; the journal says it loudly
-            pass
-        self._written = time.monotonic()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-        for p in (self.path, self.path.with_name(f".{RUNNING_FILE}.{os.getpid()}")):
-            try:
-                p.unlink()
-            except OSError:
-                pass
 
 
 def run(args, signals: Signals) -> int:
@@ -119,15 +52,9 @@ def run(args, signals: Signals) -> int:
     target = make_cluster(spec) if spec else None
     address, cluster = (target, None) if isinstance(target, str) else (None, target)
     signals.install()   # again: importing dask-jobqueue may have replaced the SIGINT handler
-    clean, interrupted, running = False, None, None
+    clean, interrupted = False, None
     try:
         with ExperimentExecutor(work, address=address, cluster=cluster, **options) as executor:
-            if "checkpoint_dir" in options:
-                graph = getattr(work, "graph", work)
-                running = RunningFile(options["checkpoint_dir"], len(graph.needed_by(args.target) if args.target
-                                                                     and all(t in graph for t in args.target)
-                                                                     else graph))
-                executor.set_progress_callback(running)
             # executor.run(), with the run handed to the signal handlers in between, so that a signal becomes
             # an event of the run instead of a KeyboardInterrupt at an arbitrary line.
             with executor._session(work, params, None, targets=args.target or None,
@@ -141,8 +68,6 @@ def run(args, signals: Signals) -> int:
     except RunInterrupted as e:
         interrupted = e
     finally:
-        if running is not None:
-            running.close()
         if cluster is not None:
             cluster.close()
         if not clean:   # stopped by a signal or an error: no process of a task may outlive the command

@@ -40,8 +40,10 @@ def _interactive() -> bool:
 class Progress:
     """Dispatches task transitions, in order, from one thread. A failing callback is logged, never fatal."""
 
-    def __init__(self, callback: Callable | None, total: int, *, bar: bool, description: str = ""):
+    def __init__(self, callback: Callable | None, total: int, *, bar: bool, description: str = "",
+                 watcher: Callable | None = None):
         self.callback = callback
+        self.watcher = watcher   # molexp's own listener (the running file of a checkpointed run): never raises
         self._bar = None
         self._lines = False
         self._total = total
@@ -59,6 +61,8 @@ class Progress:
         self._callback_broken = False
 
     def __call__(self, task, status: TaskStatus) -> None:
+        if self.watcher is not None:
+            self.watcher(task, status)
         if self.callback is not None:
             try:
                 self.callback(task, status)

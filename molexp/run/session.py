@@ -25,6 +25,7 @@ from .compile import compile_graph
 from .engine import Driver
 from ..errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
 from ..state.filehash import HashCache
+from ..state.live import RunningFile
 from ..gc_pause import gc_paused
 from .progress import Progress
 from ..state.result import Results, TaskResult
@@ -49,7 +50,7 @@ class RunSession:
                  context: Mapping[str, Any] | None = None, *, config: ExecutionConfig, backend: Backend,
                  condition: Callable | None = None, on_progress: Callable | None = None,
                  targets: Iterable[str] | None = None, force: Iterable[str] | None = None):
-        self.checkpoint = self.progress = self.compiled = None
+        self.checkpoint = self.progress = self.compiled = self.live = None
         self.backend = backend
         self.config = config
         self._iterated = self._closed = False
@@ -93,7 +94,9 @@ class RunSession:
         link = getattr(backend, "dashboard_link", lambda: None)()
         if link:
             log.info("molexp: %d tasks on %s; dashboard: %s", len(graph), backend.name, link)
-        self.progress = Progress(on_progress, len(graph), bar=cfg.progress, description=exp_name)
+        if self.checkpoint is not None:   # what runs now, for `molexp status` (the journal has outcomes only)
+            self.live = RunningFile(str(self.checkpoint.path), len(graph))
+        self.progress = Progress(on_progress, len(graph), bar=cfg.progress, description=exp_name, watcher=self.live)
         self.driver = Driver(graph, backend, self.ctx.cancel, self.events, self.progress, on_final=on_final,
                              fail_fast=cfg.fault_tolerance == "fail_fast", kill_grace=cfg.kill_grace)
 
@@ -127,6 +130,8 @@ class RunSession:
         try:
             if self.progress is not None:
                 self.progress.close()
+            if self.live is not None:
+                self.live.close()
             if self.backend is not None:
                 self.backend.close()
         finally:
