@@ -181,3 +181,33 @@ def test_the_compiled_graph_is_a_valid_high_level_graph_of_dask_tasks(tmp_path, 
     (add,) = dask.compute(compiled.delayed()["add"], scheduler="sync")
     assert add.value == 7
     compiled.release()
+
+
+def test_both_backends_implement_the_backend_protocol():
+    import inspect
+
+    from molexp.backends.base import Backend
+    from molexp.backends.distributed import DistributedBackend
+    from molexp.backends.local import LocalBackend
+
+    wanted = {n: inspect.signature(f) for n, f in vars(Backend).items()
+              if inspect.isfunction(f) and not n.startswith("_")}
+    assert {"start", "submit", "task_final", "caught_up", "cancel", "close"} <= set(wanted)
+    for cls in (LocalBackend, DistributedBackend):
+        for name, sig in wanted.items():
+            impl = getattr(cls, name)
+            assert list(inspect.signature(impl).parameters) == list(sig.parameters), (cls.__name__, name)
+        for attr in ("name", "tick", "schedules_dependents"):
+            assert hasattr(cls, attr), (cls.__name__, attr)
+    assert LocalBackend.schedules_dependents and not DistributedBackend.schedules_dependents
+
+
+def test_running_a_plain_task_is_a_clear_error_before_anything_runs(tmp_path):
+    from molexp import Experiment, ExperimentExecutor, LocalTask, Task, TaskDefinitionError
+
+    e = Experiment("plain", workdir=str(tmp_path))
+    e.add_task(LocalTask("first", commands=["touch ran"]))
+    e.add_task(Task("nothing", deps=["first"]))
+    with pytest.raises(TaskDefinitionError, match="task 'nothing' is a plain Task, which has nothing to run"):
+        ExperimentExecutor(e, progress=False).run()
+    assert not (tmp_path / "ran").exists()

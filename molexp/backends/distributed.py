@@ -62,6 +62,7 @@ class DistributedBackend:
     name = "distributed"
 
     schedules_dependents = False   # the driver submits each task once its inputs are in (``submit``)
+    tick = 0.5                     # seconds between health checks (0.1 with a throttle: it is asked at each)
 
     def __init__(self, client, *, window: int | None = None, throttle=None):
         self.client = client
@@ -85,11 +86,12 @@ class DistributedBackend:
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
 
     # -- setup -------------------------------------------------------------------------------------------
-    def make_sink(self, queue, run_id: str):
+    def make_sink(self, events, run_id: str):
         self._topic = f"molexp-{run_id}"
+
         def handle(event):   # (time, [event as a tuple, ...]) from a worker's batch
             for e in event[1]:
-                queue.put(_EVENTS[e[0]](*e[1:]))
+                events.put(_EVENTS[e[0]](*e[1:]))
 
         self.client.subscribe_topic(self._topic, handle)
         return DistributedSink(self._topic)

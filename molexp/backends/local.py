@@ -32,8 +32,8 @@ class LocalBackend:
         self._thread: threading.Thread | None = None
         self._pool = None
 
-    def make_sink(self, queue, run_id: str):
-        return LocalSink(queue)
+    def make_sink(self, events, run_id: str):
+        return LocalSink(events)
 
     def caught_up(self) -> None:
         """Called by the driver once it has handled every waiting outcome: pause ``nap`` seconds (less if
