@@ -79,6 +79,7 @@ class DistributedBackend:
         self._resources_pending = self._warned_resources = False
         self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
         self._started = False     # start() has run: tasks may be submitted
+        self._threads = 4         # the cluster's worker threads (counted at start and at each check)
         self._ready: list = []    # heap of (rank, name): ready, not submitted yet
         self._upstream: dict[str, tuple] = {}   # ready task -> its dependencies' results
         self._in_flight: set[str] = set()       # submitted, not final yet
@@ -114,10 +115,7 @@ class DistributedBackend:
         self._resources_by_key = self._resources(compiled)
         self._ctx_blob = cloudpickle.dumps(compiled.ctx)
         self._ctx_inline = len(self._ctx_blob) <= _INLINE_CONTEXT
-        try:
-            self._threads = max(1, sum(self.client.nthreads().values()))
-        except Exception:
-            self._threads = 4
+        self._count_threads()
         self._start_submitting(compiled, events)
 
     def _collect(self, ac, queue) -> None:
@@ -407,11 +405,21 @@ class DistributedBackend:
         return (f"lost the connection to the Dask scheduler at {address} (client status: {self.client.status}); "
                 "tasks recorded in the checkpoint are kept: resume on a new cluster to finish the run")
 
+    def _count_threads(self) -> None:
+        """The cluster's worker threads now (an adaptive or batch-system cluster grows and shrinks)."""
+        try:
+            self._threads = max(1, sum(self.client.nthreads().values()))
+        except Exception:
+            pass   # the scheduler is going: check() says so
+
     def check(self) -> None:
+        """Raise ``ClusterError`` when the scheduler is gone; otherwise (the driver waited a tick for events)
+        count the cluster's threads again and submit what the throttle may allow now."""
         if getattr(self.client, "status", "running") != "running":
             raise ClusterError(self._lost_message())
         if self._started:
-            self._fill()  # the throttle may allow more now
+            self._count_threads()
+            self._fill()
 
     def close(self) -> None:
         self._stop.set()
