@@ -31,6 +31,18 @@ from ..errors import FileDeclarationError, TaskDefinitionError, TemplateError
 
 _MAGIC = re.compile(r"[*?[]")
 _SHELL_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search   # shlex.quote's test: text it leaves as it is
+_UNSAFE_OR_NUL = re.compile(r"[^\w@%+=:,./\0-]", re.ASCII).search
+_SIMPLE = 2   # (a third value of "plain": a plain declaration of simple paths)
+
+
+def _simple(blob: str) -> bool:
+    """Whether paths joined by NUL (which no declared path holds) are all "simple": no character shlex.quote
+    would quote (so no $, glob or ~), none empty, no part starting with . (so no . or ..), no //, no final /.
+    Such a task needs no rendering, normalising, glob expansion or quoting: a search and a few substring
+    tests per task (0.5 us) instead of five searches (one regex with these alternatives took 1.6 us)."""
+    return (_UNSAFE_OR_NUL(blob) is None and "//" not in blob and "/\0" not in blob and "\0\0" not in blob
+            and "/." not in blob and "\0." not in blob and blob[:1] not in ("", ".", "\0")
+            and blob[-1:] not in ("/", "\0"))
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED = frozenset({"inputs", "outputs"})
 
@@ -150,8 +162,14 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
         cwd = os.path.normpath(os.path.join(workdir, t.cwd)) if t.cwd is not None else workdir
         ins, outs = t.inputs, t.outputs
         plain = ins.__class__ is list and outs.__class__ is list   # no names: the common case, kept flat
+        if plain and _simple("\0".join((*ins, *outs))):
+            # The common case, tested once per task: nothing to render, normalise, expand or quote.
+            top = cwd + "/" if cwd != "/" else "/"
+            out_abs = [p if p[:1] == "/" else top + p for p in outs]
+            rendered.append((t, _SIMPLE, cwd, ins, outs, out_abs))
+            _producer(t.name, outs, out_abs, cwd, workdir, producers)
+            continue
         if plain:
-            # one join and one test per task, not one per path (10,000 tasks: -15 ms)
             templated = "$" in "".join(ins) or "$" in "".join(outs)
         else:
             ins, outs = groups(ins), groups(outs)
@@ -173,17 +191,8 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
         else:
             out_abs = [[_abs(cwd, p) for p in ps] for _, ps in outs]
         rendered.append((t, plain, cwd, ins, outs, out_abs))
-        name = t.name
-        for p, path in zip(_flat(outs, plain), out_abs if plain else (q for qs in out_abs for q in qs)):
-            # An output holding the workdir or the cwd is not longer than it: skip the tests for the others.
-            if len(path) <= len(cwd) or len(path) <= len(workdir):
-                if path in (cwd, workdir) or workdir.startswith(path + os.sep) or cwd.startswith(path + os.sep):
-                    raise FileDeclarationError(f"task {name!r}: output {p!r} is its working directory or "
-                                               "holds it; declare the files or a subdirectory it writes")
-            other = producers.setdefault(path, name)
-            if other != name:
-                raise FileDeclarationError(f"tasks {other!r} and {name!r} both declare the output "
-                                           f"{_show(path, workdir)!r}: a file has one producer")
+        _producer(t.name, list(_flat(outs, plain)), out_abs if plain else [q for qs in out_abs for q in qs], cwd,
+                  workdir, producers)
     _no_nested_outputs(producers, workdir)
 
     files: dict[str, TaskFiles] = {}
@@ -194,7 +203,8 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
     n = len(workdir)
     for t, plain, cwd, ins, outs, out_abs in rendered:
         ups: list[str] = []
-        if plain and _MAGIC.search("".join(ins)) is None and _UNCLEAN_LINES.search("\n".join(ins)) is None:
+        if plain == _SIMPLE or (plain and _MAGIC.search("".join(ins)) is None
+                                and _UNCLEAN_LINES.search("\n".join(ins)) is None):
             # No name, no glob, nothing to normalise (the common case): ``_plain_files`` and ``_expand`` inline,
             # which halves ``resolve`` at 10,000 tasks (per-path calls were most of its time).
             name = t.name
@@ -213,8 +223,8 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
                 all_in.append(path)
             if all_in and out_abs:
                 _no_clash(t, all_in, out_abs, workdir)
-            if _SHELL_UNSAFE("".join(ins)) is None and _SHELL_UNSAFE("".join(outs)) is None \
-                    and "" not in ins and "" not in outs:
+            if plain == _SIMPLE or (_SHELL_UNSAFE("".join(ins)) is None and _SHELL_UNSAFE("".join(outs)) is None
+                                    and "" not in ins and "" not in outs):
                 values = {"inputs": " ".join(ins), "outputs": " ".join(outs)}   # what shlex.quote leaves as is
             else:
                 values = {"inputs": " ".join(map(shlex.quote, ins)), "outputs": " ".join(map(shlex.quote, outs))}
@@ -242,6 +252,21 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
         graph = TaskGraph(with_deps(t) for t in graph)
     graph.validate()
     return Resolved(graph, files, producers, stats)
+
+
+def _producer(name: str, outs, out_abs, cwd: str, workdir: str, producers: dict[str, str]) -> None:
+    """Register ``name`` as the producer of its outputs (as written, and absolute), refusing one that holds its
+    working directory or that another task declares."""
+    for p, path in zip(outs, out_abs):
+        # An output holding the workdir or the cwd is not longer than it: skip the tests for the others.
+        if len(path) <= len(cwd) or len(path) <= len(workdir):
+            if path in (cwd, workdir) or workdir.startswith(path + os.sep) or cwd.startswith(path + os.sep):
+                raise FileDeclarationError(f"task {name!r}: output {p!r} is its working directory or "
+                                           "holds it; declare the files or a subdirectory it writes")
+        other = producers.setdefault(path, name)
+        if other != name:
+            raise FileDeclarationError(f"tasks {other!r} and {name!r} both declare the output "
+                                       f"{_show(path, workdir)!r}: a file has one producer")
 
 
 def _flat(declared, plain: bool):

@@ -287,6 +287,9 @@ class FileRecorder:
         for f in self.files.values():
             paths.update(f.inputs)
             paths.update(f.outputs)
+        entries = self.cache.entries
+        if not self.cache.fresh and self.cache.loaded and paths.issuperset(entries):
+            return   # the file on disk is this cache, and each entry is kept (one C call, not 20,000 kept())
 
         def kept(p: str) -> bool:
             while p not in paths:
