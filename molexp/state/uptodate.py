@@ -32,6 +32,7 @@ from .files import TaskFiles, _show
 from .result import TaskResult, TaskStatus
 
 COMPLETED = frozenset({"completed", "cached"})
+_DONE = TaskStatus.COMPLETED   # (a member looked up on its Enum class costs 0.24 us, a global 0.02)
 
 _PART_REASONS = {"kind": "task type changed", "commands": "command changed", "function": "function changed",
                  "arguments": "arguments changed", "cwd": "working directory changed",
@@ -280,7 +281,7 @@ class FileRecorder:
             result.file_stats = None
         if result.outputs:
             self._made.update(result.outputs)
-        if result.status is not TaskStatus.COMPLETED:   # (``.value`` of an enum is a Python property: 1 us)
+        if result.status is not _DONE:   # (``.value`` of an enum is a Python property: 1 us)
             return
         f = self.files.get(result.name)
         if f is not None and f.inputs:
