@@ -490,6 +490,48 @@ def test_snapshots_are_spaced_so_they_cost_a_small_share_of_the_run(tmp_path, mo
     assert json.loads(snap.read_bytes())["n_records"] == 2000   # and close() always writes the last one
 
 
+def test_close_keeps_a_current_snapshot_and_rewrites_a_stale_or_missing_one(tmp_path):
+    """A journal opened and closed without a record (a resume that reuses every task) leaves a current snapshot
+    as it is; a stale or missing one is written again; one record makes close() write it, the records read from
+    disk keeping their order and content."""
+    snap = tmp_path / SNAPSHOT_NAME
+    with Journal.open(tmp_path, experiment="exp") as j:
+        for name in "abc":
+            j.record(name, "f", "completed", {"rc": 0, "name": name}, value=name.upper())
+    before, stat_before = snap.read_bytes(), snap.stat()
+    time.sleep(0.01)
+    with Journal.open(tmp_path, experiment="exp") as j:
+        assert set(j.records()) == {"a", "b", "c"}
+    assert snap.read_bytes() == before and snap.stat().st_mtime_ns == stat_before.st_mtime_ns
+
+    stale = json.loads(before)
+    stale["n_records"] = 2
+    stale["records"].pop("c")
+    snap.write_text(json.dumps(stale))   # as a periodic snapshot written before the last record
+    with Journal.open(tmp_path, experiment="exp"):
+        pass
+    rewritten = json.loads(snap.read_bytes())
+    assert rewritten["n_records"] == 3 and set(rewritten["records"]) == set("abc")
+    snap.unlink()
+    with Journal.open(tmp_path, experiment="exp"):
+        pass
+    again = json.loads(snap.read_bytes())
+    assert again == json.loads(before) | {"written": again["written"], "time": again["time"]}
+
+    with Journal.open(tmp_path, experiment="exp") as j:
+        j.record("b", "g", "failed", {"rc": 1})
+        j.record("d", "f", "completed", {"rc": 0}, value="D")
+    s = json.loads(snap.read_bytes())
+    assert list(s["records"]) == ["a", "b", "c", "d"] and s["n_records"] == 5
+    assert s["records"]["b"]["status"] == "failed" and s["counts"] == {"completed": 3, "failed": 1}
+    old = json.loads(before)["records"]
+    assert s["records"]["a"] == old["a"] and s["records"]["c"] == old["c"]
+    state = read_state(tmp_path)
+    assert {n: r["result"] for n, r in state["records"].items()} == {n: r["result"] for n, r in s["records"].items()}
+    with Journal.open(tmp_path, experiment="exp") as j:
+        assert j.load_value("a") == "A" and j.load_value("d") == "D"
+
+
 # ----------------------------------------------------------------------------------------- read_state, paths
 
 def test_read_state_while_another_process_holds_the_lock(tmp_path):

@@ -19,11 +19,11 @@ FILENAME = "file_hashes.json"
 _CHUNK = 1 << 20
 _VERSION = 1
 
-Signature = list  # [size, mtime_ns, ctime_ns, inode]
+Signature = tuple  # (size, mtime_ns, ctime_ns, inode)
 
 
 def signature(st: os.stat_result) -> Signature:
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _read_digest(path: str, counter: list | None = None) -> str:
@@ -65,7 +65,7 @@ def _walk(path: str) -> list[str]:
     return out
 
 
-def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, list]]:
+def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, tuple]]:
     """On the worker, after a task succeeded: ({path: hash}, {file: cache entry}) of its outputs, for
     the journal and for the driver's cache (so that the next resume need not read them)."""
     cache = HashCache()
@@ -74,13 +74,19 @@ def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, list]]
 
 
 class HashCache:
-    """path -> ``[size, mtime_ns, ctime_ns, inode, hash]`` (the file's signature and content hash), loaded
-    from and saved to a checkpoint directory as it is (a malformed entry only means the file is read again).
-    ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded."""
+    """path -> ``(size, mtime_ns, ctime_ns, inode, hash)`` (the file's signature and content hash), loaded
+    from and saved to a checkpoint directory (a JSON array each; a malformed entry only means the file is read
+    again). ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded.
 
-    def __init__(self, entries: dict[str, list] | None = None):
-        self.entries: dict[str, list] = entries or {}
-        self.fresh: dict[str, list] = {}
+    Entries are tuples, not the lists JSON gives: the cyclic garbage collector stops tracking a tuple of
+    numbers and text the first time it sees it, whereas it goes through lists in every collection of an older
+    generation. Measured: converting 20,000 entries costs 2.6 ms; a collection over a resume-sized heap costs
+    4.5 ms more with them as lists; a resume of 10,000 tasks runs no full collection and one of generation 1,
+    so this about breaks even there and wins on longer runs."""
+
+    def __init__(self, entries: dict[str, tuple] | None = None):
+        self.entries: dict[str, tuple] = entries or {}
+        self.fresh: dict[str, tuple] = {}
         self.loaded = entries is not None   # read from a file (which then holds these entries)
         self._counter = [0]
 
@@ -93,9 +99,10 @@ class HashCache:
         try:
             data = json.loads((pathlib.Path(directory) / FILENAME).read_text())
             entries = data["files"] if data.get("molexp_file_hashes") == _VERSION else {}
+            entries = {p: tuple(e) for p, e in entries.items() if e.__class__ is list}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return cls()
-        return cls(entries) if isinstance(entries, dict) else cls()
+        return cls(entries)
 
     def save(self, directory: str | os.PathLike, keep: Iterable[str] | None = None) -> None:
         """Write the cache (only the paths in ``keep`` when given) atomically into ``directory``."""
@@ -106,8 +113,9 @@ class HashCache:
         tmp.write_text(json.dumps(data, separators=(",", ":")))
         os.replace(tmp, path)
 
-    def learn(self, stats: dict[str, list]) -> None:
+    def learn(self, stats: dict[str, tuple]) -> None:
         """Entries measured elsewhere (a worker's ``hash_outputs``)."""
+        stats = {p: tuple(e) for p, e in stats.items()}
         self.entries.update(stats)
         self.fresh.update(stats)
 
@@ -121,6 +129,10 @@ class HashCache:
                 return None
         if stat.S_ISDIR(st.st_mode):
             return _combine((os.path.relpath(f, path), self._file(f, None) or "") for f in _walk(path))
+        known = self.entries.get(path)   # _file's test inline, without making a signature: the resume's hot path
+        if known.__class__ is tuple and len(known) == 5 and known[0] == st.st_size and known[1] == st.st_mtime_ns \
+                and known[2] == st.st_ctime_ns and known[3] == st.st_ino and known[4].__class__ is str:
+            return known[4]
         return self._file(path, signature(st))
 
     def _file(self, path: str, sig: Signature | None) -> str | None:
@@ -130,12 +142,12 @@ class HashCache:
             except OSError:
                 return None
         known = self.entries.get(path)
-        if known.__class__ is list and len(known) == 5 and known[:4] == sig and known[4].__class__ is str:
+        if known.__class__ is tuple and len(known) == 5 and known[:4] == sig and known[4].__class__ is str:
             return known[4]
         try:
             digest, stable = _stable(path, self._counter)
         except FileNotFoundError:
             return None
         if stable is not None:
-            self.entries[path] = self.fresh[path] = [*stable, digest]
+            self.entries[path] = self.fresh[path] = (*stable, digest)
         return digest
