@@ -3,6 +3,6 @@
 The code lives in ``molexp.state.journal``; this module only re-exports its public names.
 """
 
-from .state.journal import find_checkpoint_dir, read_state
+from .state.journal import find_checkpoint_dir, read_state, read_value
 
-__all__ = ["find_checkpoint_dir", "read_state"]
+__all__ = ["find_checkpoint_dir", "read_state", "read_value"]

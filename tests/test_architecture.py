@@ -211,3 +211,49 @@ def test_running_a_plain_task_is_a_clear_error_before_anything_runs(tmp_path):
     with pytest.raises(TaskDefinitionError, match="task 'nothing' is a plain Task, which has nothing to run"):
         ExperimentExecutor(e, progress=False).run()
     assert not (tmp_path / "ran").exists()
+
+
+def test_the_gc_pause_is_counted_across_threads_and_leaves_a_disabled_collector_alone():
+    import gc
+    import threading
+
+    from molexp.gc_pause import gc_paused
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other():
+        with gc_paused():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    with gc_paused():
+        t.start()
+        inside.wait(10)
+    assert not gc.isenabled()      # the other thread's pause goes on: not turned back on under it
+    release.set()
+    t.join(10)
+    assert gc.isenabled()
+    gc.disable()                   # the user's choice
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_generator_given_to_add_tasks_runs_with_the_collector_on():
+    import gc
+
+    from molexp import LocalTask, TaskGraph
+
+    seen = []
+
+    def tasks():
+        for i in range(3):
+            seen.append(gc.isenabled())
+            yield LocalTask(f"t{i}", commands=["true"])
+
+    assert len(TaskGraph(tasks())) == 3 and seen == [True, True, True]

@@ -172,27 +172,14 @@ def _indent(text: str) -> str:
 
 
 def _load_value(directory: str, task: str) -> Any:
-    """The stored return value of ``task``, read from the checkpoint's own ``values/`` folder (no lock taken).
-
-    A value file is a pickle: reading it runs code, so only the run's own directory is read, as
-    ``Journal.load_value`` does (which needs the journal's lock, held by a live run)."""
-    import cloudpickle
-
+    """The stored return value of ``task`` (``journal.read_value``: no lock taken, so it works during a run)."""
     from ..errors import CheckpointError
-    from ..state.journal import _VALUE_RE, VALUES_DIR, _load
+    from ..state.journal import read_value
 
-    rec = _load(Path(directory), None).records.get(task) or {}
-    name = rec.get("value")
-    if not isinstance(name, str) or not _VALUE_RE.match(name):
-        raise CheckpointError(f"task {task!r} has no readable stored value in {directory}", directory)
-    path = Path(directory) / VALUES_DIR / name
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            return cloudpickle.loads(f.read())
-    except Exception as e:
-        raise CheckpointError(f"value file {path} of task {task!r} is unreadable ({type(e).__name__}: {e})",
-                              str(path)) from None
+        return read_value(directory, task)
+    except KeyError:
+        raise CheckpointError(f"task {task!r} has no readable stored value in {directory}", directory) from None
 
 
 def logs(args) -> int:

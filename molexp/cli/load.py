@@ -112,7 +112,7 @@ def _known_params(work) -> set[str]:
     """The parameters an experiment declares or its tasks use ($name in shell commands and file paths,
     arguments of Python functions other than their dependencies' values)."""
     from ..model.task import _PLACEHOLDER, RUNTIME_ENV, LocalTask, PythonTask
-    from ..state.files import groups
+    from ..model.files import groups
 
     graph = work.graph if isinstance(work, Experiment) else work
     known = set(getattr(work, "params", None) or {})

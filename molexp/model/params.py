@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import SweepError
-from ..state.files import groups
+from .files import groups
 from .space import (
     CartesianSampler,
     CombinationSampler,

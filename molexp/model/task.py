@@ -20,8 +20,8 @@ import yaml
 from pathlib import Path
 
 from ..errors import TaskDefinitionError, TemplateError, ValidationError
-from ..state.files import declare
-from ..state.files import names as file_names
+from .files import declare
+from .files import names as file_names
 from .checks import _args, _description, _mapping, _opt_int, _resources, _seconds
 from .refs import callable_ref, resolve_ref
 

@@ -80,7 +80,7 @@ from .journal_format import (COMPLETED_STATUSES, JOURNAL_NAME, NO_VALUE, SNAPSHO
                              _check_record_args, _counts, _dumps_line, _encode, _entry_text, _json_str, _now_iso,
                              _public, _snapshot_bytes)
 from .journal_io import _acquire_lock, _atomic_write, _release_lock, _value_filename, _write_all
-from .journal_read import _load, find_checkpoint_dir, read_state
+from .journal_read import _load, find_checkpoint_dir, load_value_file, read_state, read_value  # noqa: F401
 
 # Names other modules import from here (molexp.cli, molexp.state.checkpoint, old pickles of NO_VALUE).
 from .journal_format import FORMAT_VERSION, LOCK_NAME, _KNOWN_FILES, _NoValue  # noqa: F401, E402
@@ -94,6 +94,7 @@ __all__ = [
     "LOCK_NAME",
     "VALUES_DIR",
     "read_state",
+    "read_value",
     "find_checkpoint_dir",
 ]
 
@@ -338,19 +339,7 @@ class Journal:
             raise KeyError(f"no record of task {name!r} in {self.path}")
         if rec["value"] is None:
             raise KeyError(f"the latest record of task {name!r} in {self.path} has no stored value")
-        file = self._values_dir / rec["value"]    # a plain file name: validated on read
-        try:
-            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise CheckpointError(f"value file {file} of task {name!r} cannot be opened ({exc.strerror}); the task "
-                                  f"must be run again", str(file)) from None
-        try:
-            with os.fdopen(fd, "rb") as fh:
-                data = fh.read()
-            return cloudpickle.loads(data)
-        except Exception as exc:
-            raise CheckpointError(f"value file {file} of task {name!r} is unreadable ({type(exc).__name__}: "
-                                  f"{exc}); the task must be run again", str(file)) from None
+        return load_value_file(self._values_dir / rec["value"], name)   # a plain file name: validated on read
 
     # ----------------------------------------------------------------------------------------- closing
 

@@ -1,5 +1,6 @@
 """Reading a checkpoint directory: the snapshot and the log validated and cross-checked (``_load``, for
-``Journal.open``), and the lock-free, read-only view of ``molexp status`` (``read_state``).
+``Journal.open``), the lock-free, read-only view of ``molexp status`` (``read_state``), and stored values
+(``read_value``, ``load_value_file``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import pathlib
 import socket
 
 from ..errors import CheckpointError
-from .journal_format import (_FILE_SUFFIXES, _HINT, _KNOWN_FILES, FORMAT_VERSION, JOURNAL_NAME, LOCK_NAME,
-                             SNAPSHOT_NAME, _counts, _internal, _public, _record_problem)
+from .journal_format import (_FILE_SUFFIXES, _HINT, _KNOWN_FILES, _VALUE_RE, FORMAT_VERSION, JOURNAL_NAME,
+                             LOCK_NAME, SNAPSHOT_NAME, VALUES_DIR, _counts, _internal, _public, _record_problem)
 from .journal_io import _pid_alive, _read_holder
 
 # --------------------------------------------------------------------------------------------- reading
@@ -223,3 +224,40 @@ def find_checkpoint_dir(path: str | os.PathLike) -> pathlib.Path:
     if p.name in _KNOWN_FILES or p.suffix.lower() in _FILE_SUFFIXES or (p.parent / JOURNAL_NAME).is_file():
         return p.parent
     return p
+
+
+def load_value_file(file: pathlib.Path, task: str) -> object:
+    """The value stored in ``file`` (a ``values/`` pickle) for ``task``; ``CheckpointError`` naming the file when
+    it is missing, a link, or cannot be unpickled. Reading a pickle runs code: only a checkpoint's own
+    ``values/`` files are read (the callers check the name against the record)."""
+    import cloudpickle
+
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CheckpointError(f"value file {file} of task {task!r} cannot be opened ({exc.strerror}); the task "
+                              f"must be run again", str(file)) from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
+        return cloudpickle.loads(data)
+    except Exception as exc:
+        raise CheckpointError(f"value file {file} of task {task!r} is unreadable ({type(exc).__name__}: "
+                              f"{exc}); the task must be run again", str(file)) from None
+
+
+def read_value(directory: str | os.PathLike, task: str) -> object:
+    """The stored return value of ``task`` in the checkpoint at ``directory`` (as ``molexp show`` prints it).
+    Takes no lock, so it works during a run. ``KeyError`` when the task has no record or its latest record has
+    no stored value; ``CheckpointError`` when the value file is unreadable."""
+    path = find_checkpoint_dir(directory)
+    rec = _load(path, None).records.get(task)
+    if rec is None:
+        raise KeyError(f"no record of task {task!r} in {path}")
+    name = rec.get("value")
+    if name is None:
+        raise KeyError(f"the latest record of task {task!r} in {path} has no stored value")
+    if not (isinstance(name, str) and _VALUE_RE.match(name)):
+        raise CheckpointError(f"the record of task {task!r} in {path} names no plain value file: {name!r:.80}",
+                              str(path))
+    return load_value_file(path / VALUES_DIR / name, task)
