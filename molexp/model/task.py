@@ -7,6 +7,7 @@ A task is a plain description; nothing runs here. Constructors check every field
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 import re
@@ -226,10 +227,7 @@ class LocalTask(Task):
         values = self.template_values(params)
         environ = os.environ if environ is None else environ
 
-        def fill(match: re.Match) -> str:
-            if match.group(1):
-                return "$"
-            var = match.group(2) or match.group(3)
+        def fill(cmd: str, var: str, quoted: bool, braced: bool) -> str:
             if files is not None and var in files:
                 return files[var]
             if var in values:
@@ -237,9 +235,9 @@ class LocalTask(Task):
                 if "\0" in text:
                     raise TemplateError(f"task {self.name!r}: the value of ${var} in command {cmd!r} contains a NUL "
                                         f"character (\\x00), which a command cannot hold: {text!r}")
-                return shlex.quote(text) if match.group(4) else text
+                return shlex.quote(text) if quoted else text
             if var in self.env or var in environ or var in RUNTIME_ENV:
-                return f'"${{{var}}}"' if match.group(4) else match.group(0)
+                return f'"${{{var}}}"' if quoted else (f"${{{var}}}" if braced else f"${var}")
             known = ", ".join(sorted(values)) or "none"
             raise TemplateError(
                 f"task {self.name!r}: command {cmd!r} uses ${var}, which is not in the task's kwargs, the run's "
@@ -247,8 +245,32 @@ class LocalTask(Task):
 
         rendered = []
         for cmd in self.commands:
-            rendered.append(_PLACEHOLDER.sub(fill, cmd))
+            parts = []
+            for piece in _template(cmd):
+                if type(piece) is str:
+                    parts.append(piece)
+                else:
+                    var, quoted, braced = piece
+                    parts.append(fill(cmd, var, quoted, braced))
+            rendered.append("".join(parts))
         return rendered
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(cmd: str) -> tuple:
+    """``cmd`` split once into literal text and placeholders ``(variable, quoted, braced)``: 10,000 tasks share a
+    few command templates, and filling a parsed one costs a third of a regex substitution with a callback."""
+    pieces: list = []
+    last = 0
+    for m in _PLACEHOLDER.finditer(cmd):
+        pieces.append(cmd[last:m.start()])
+        if m.group(1):
+            pieces.append("$")
+        else:
+            pieces.append((m.group(2) or m.group(3), bool(m.group(4)), m.group(3) is not None))
+        last = m.end()
+    pieces.append(cmd[last:])
+    return tuple(p for p in pieces if p != "")
 
 
 ShellTask = LocalTask
