@@ -10,7 +10,11 @@ import threading
 import time
 from pathlib import Path
 
+from .result import TaskStatus
+
 RUNNING_FILE = "running.json"
+_RUNNING, _RETRYING = TaskStatus.RUNNING, TaskStatus.RETRYING
+_monotonic = time.monotonic
 
 
 class RunningFile:
@@ -28,16 +32,16 @@ class RunningFile:
         self._closed = False
         self._write()
 
-    def __call__(self, task, status) -> None:
-        status = getattr(status, "value", status)
-        name = getattr(task, "name", task)
+    def __call__(self, task, status: TaskStatus) -> None:
+        """A transition of ``task`` (from the driver thread, at every one: kept to a set operation and a clock
+        read; the file is written at most every ``INTERVAL`` seconds)."""
         with self._lock:
-            if status in ("running", "retrying"):
-                self.running.add(name)
+            if status is _RUNNING or status is _RETRYING:
+                self.running.add(task.name)
             else:
-                self.running.discard(name)
+                self.running.discard(task.name)
                 self.done += 1
-            wait = self.INTERVAL - (time.monotonic() - self._written)
+            wait = self.INTERVAL - (_monotonic() - self._written)
             if wait <= 0:
                 self._write()
             elif self._timer is None:   # written within INTERVAL, whatever comes next
