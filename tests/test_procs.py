@@ -253,6 +253,7 @@ def test_a_driver_killed_with_sigkill_takes_its_task_processes_along(project):
     finally:
         if driver.poll() is None:
             driver.kill()
+        driver.stderr.close()
         kill_all(marker)
 
 
@@ -269,6 +270,7 @@ def test_the_watchdog_leaves_with_a_driver_that_exits_normally(project):
     finally:
         if driver.poll() is None:
             driver.kill()
+        driver.stderr.close()
 
 
 CLIENT = """
@@ -284,9 +286,9 @@ ExperimentExecutor(e, progress=False, address=sys.argv[2]).run()
 @pytest.mark.cluster
 def test_a_dask_worker_killed_with_sigkill_takes_its_task_processes_along(project):
     def spawn(argv, name):
-        log = open(project / f"{name}.log", "wb")
-        return subprocess.Popen([sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=project)
+        with open(project / f"{name}.log", "wb") as log:   # the process keeps its own copy
+            return subprocess.Popen([sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=project)
 
     started = []
     try:
@@ -315,6 +317,8 @@ def test_a_dask_worker_killed_with_sigkill_takes_its_task_processes_along(projec
             except ProcessLookupError:
                 pass
             p.wait(10)
+            if p.stderr:
+                p.stderr.close()
         kill_all("sleep 187.0")
 
 
