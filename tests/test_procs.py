@@ -67,6 +67,7 @@ def kill_all(fragment: str) -> None:
     for p in matching(fragment):
         try:
             p.kill()
+            p.wait(5)   # reaps it where it is our child (this process is a subreaper): no zombie is left
         except psutil.Error:
             pass
 
