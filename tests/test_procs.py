@@ -17,7 +17,8 @@ import time
 import psutil
 import pytest
 
-from molexp import ConfigError, Experiment, ExperimentExecutor, LocalTask, PythonTask, TaskStatus, procs
+from molexp import ConfigError, Experiment, ExperimentExecutor, LocalTask, PythonTask, TaskStatus
+from molexp.run import procs
 
 pytestmark = pytest.mark.skipif(not procs.supported(), reason="needs Linux's child subreaper and /proc")
 
