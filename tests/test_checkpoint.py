@@ -67,6 +67,7 @@ def test_sigkill_of_the_driver_loses_nothing_recorded(tmp_path, kill_after):
     finally:
         if first.poll() is None:
             first.kill()
+        first.stdout.close(), first.stderr.close()
     time.sleep(0.3)  # tasks that were running when the driver died finish on their own
     recorded = completed_in_journal(tmp_path / "ckpt")
     assert len(recorded) >= kill_after
@@ -166,6 +167,7 @@ def test_second_run_on_a_live_checkpoint_refuses_and_a_dead_holder_is_taken_over
     finally:
         if first.poll() is None:
             first.kill()
+        first.stdout.close(), first.stderr.close()
         subprocess.run(["pkill", "-f", "sleep 64.5"])
     results = ExperimentExecutor(e, progress=False, checkpoint_dir=tmp_path / "ckpt").run()
     assert results.ok and (tmp_path / "second-ran").exists()

@@ -275,7 +275,8 @@ def test_an_internal_error_is_one_line_and_the_traceback_goes_to_a_file(tmp_path
     assert p.stderr.startswith("molexp: internal error: RuntimeError: boom inside (the traceback is in ")
     written = p.stderr.split("the traceback is in ", 1)[1].split(";", 1)[0]
     assert os.path.dirname(written) == str(tmp_path)   # $TMPDIR
-    text = open(written).read()
+    with open(written) as f:
+        text = f.read()
     assert text.startswith("Traceback") and "boom inside" in text and "topological_order" in text
     assert not (tmp_path / "ran").exists()
     for how in (["-v"], []):

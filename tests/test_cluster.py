@@ -45,8 +45,8 @@ class DaskProcesses:
             c.wait_for_workers(workers, timeout=60)
 
     def _spawn(self, argv, name):
-        log = open(self.directory / f"{name}.log", "wb")
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        with open(self.directory / f"{name}.log", "wb") as log:   # the process keeps its own copy
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
 
     def start_worker(self, i):
         return self._spawn(WORKER + [self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",

@@ -196,9 +196,9 @@ class HandStartedCluster:
         for i, line in enumerate(l.rstrip(" &") for l in bash.splitlines() if l.startswith("dask ")):
             which = " ".join(line.split()[:2])
             argv = [sys.executable, "-m", module[which], *line.split()[2:], *extra[which]]
-            log = open(directory / f"dask-{i}.log", "wb")
-            self.procs.append(subprocess.Popen(argv, cwd=directory, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
+            with open(directory / f"dask-{i}.log", "wb") as log:   # the process keeps its own copy
+                self.procs.append(subprocess.Popen(argv, cwd=directory, stdout=log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True))
             if which == "dask scheduler":
                 self._wait_for_file(directory / "scheduler.json")
 

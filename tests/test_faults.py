@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import no_process_matching
@@ -180,7 +181,7 @@ def test_each_run_has_its_own_log_files(project):
     one = ExperimentExecutor(e, progress=False, checkpoint_dir="ck1").run(params={"word": "first"})
     two = ExperimentExecutor(e, progress=False, checkpoint_dir="ck2").run(params={"word": "second"})
     assert one["say"].stdout_path != two["say"].stdout_path
-    assert open(one["say"].stdout_path).read() == "first\n" and open(two["say"].stdout_path).read() == "second\n"
+    assert Path(one["say"].stdout_path).read_text() == "first\n" and Path(two["say"].stdout_path).read_text() == "second\n"
     assert one["say"].stdout_path.startswith(str(project / "ck1"))
     # two runs at once without a checkpoint: the second does not write into the first one's logs
     slow = Experiment("logs", workdir=project)
@@ -193,7 +194,7 @@ def test_each_run_has_its_own_log_files(project):
     second = ExperimentExecutor(e, progress=False).run(params={"word": "B"})
     thread.join()
     a, b = first["r"]["say"].stdout_path, second["say"].stdout_path
-    assert a != b and open(a).read() == "A\n" and open(b).read() == "B\n"
+    assert a != b and Path(a).read_text() == "A\n" and Path(b).read_text() == "B\n"
 
 
 def test_long_names_and_odd_experiment_names_make_safe_paths(project):

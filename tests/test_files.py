@@ -235,8 +235,8 @@ def test_python_tasks_get_inputs_and_outputs_when_they_ask(project):
 
     def total(inputs, outputs):
         seen.update(inputs=inputs, outputs=outputs)
-        value = sum(int(x) for x in open(inputs["numbers"]).read().split())
-        open(outputs[0], "w").write(f"{value}\n")
+        value = sum(int(x) for x in Path(inputs["numbers"]).read_text().split())
+        Path(outputs[0]).write_text(f"{value}\n")
         return value
 
     def no_files():

@@ -68,6 +68,7 @@ def kill_all(fragment: str) -> None:
     for p in matching(fragment):
         try:
             p.kill()
+            p.wait(5)   # reaps it where it is our child (this process is a subreaper): no zombie is left
         except psutil.Error:
             pass
 
@@ -254,6 +255,7 @@ def test_a_driver_killed_with_sigkill_takes_its_task_processes_along(project):
     finally:
         if driver.poll() is None:
             driver.kill()
+        driver.stderr.close()
         kill_all(marker)
 
 
@@ -270,6 +272,7 @@ def test_the_watchdog_leaves_with_a_driver_that_exits_normally(project):
     finally:
         if driver.poll() is None:
             driver.kill()
+        driver.stderr.close()
 
 
 CLIENT = """
@@ -285,9 +288,9 @@ ExperimentExecutor(e, progress=False, address=sys.argv[2]).run()
 @pytest.mark.cluster
 def test_a_dask_worker_killed_with_sigkill_takes_its_task_processes_along(project):
     def spawn(argv, name):
-        log = open(project / f"{name}.log", "wb")
-        return subprocess.Popen([sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=project)
+        with open(project / f"{name}.log", "wb") as log:   # the process keeps its own copy
+            return subprocess.Popen([sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=project)
 
     started = []
     try:
@@ -316,6 +319,8 @@ def test_a_dask_worker_killed_with_sigkill_takes_its_task_processes_along(projec
             except ProcessLookupError:
                 pass
             p.wait(10)
+            if p.stderr:
+                p.stderr.close()
         kill_all("sleep 187.0")
 
 

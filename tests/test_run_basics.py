@@ -155,7 +155,7 @@ def test_workdir_default_is_current_directory(project):
 def test_the_compiled_graph_is_one_dask_delayed_per_task_with_readable_keys(project):
     import queue
 
-    import dask
+    import dask.threaded
 
     from molexp.run.compile import compile_graph
     from molexp.run.config import ExecutionConfig
@@ -170,7 +170,7 @@ def test_the_compiled_graph_is_one_dask_delayed_per_task_with_readable_keys(proj
     delayed = compiled.delayed()
     assert list(delayed) == ["write", "check", "make_numbers", "total"]
     assert delayed["write"].key.endswith("-write") and delayed["make_numbers"].key.startswith("make-")
-    (total,) = dask.compute(delayed["total"], scheduler="threads")
+    (total,) = dask.compute(delayed["total"], scheduler=dask.threaded.get)
     assert total.status == "completed" and total.value == 60
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from conftest import no_process_matching
@@ -29,7 +30,7 @@ def test_fails_twice_then_succeeds_with_fixed_delay(project, target):
     assert r.status is TaskStatus.COMPLETED and r.attempts == 3
     assert [a.failure for a in r.attempt_log] == ["exit", "exit", None]
     assert all(g >= 1.0 for g in gaps(r)), gaps(r)
-    assert "attempt 1 fails" in open(r.stderr_path).read() and "--- molexp: attempt 3 ---" in r.stderr
+    assert "attempt 1 fails" in Path(r.stderr_path).read_text() and "--- molexp: attempt 3 ---" in r.stderr
 
 
 def test_exponential_backoff_doubles_the_delay(project, target):
