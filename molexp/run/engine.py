@@ -105,7 +105,7 @@ class Driver:
                     try:
                         self.backend.check()
                     except ClusterError as e:
-                        self._abandon(str(e))   # the same words as the "cluster-lost" event below
+                        self._abandon(str(e))   # the same words as a ClusterLost event (below)
                         raise
                     continue
                 except KeyboardInterrupt:
