@@ -213,3 +213,18 @@ def test_progress_bar_counts(project, capsys):
     assert "2/2 tasks done" in err and "1 failed" in err and "\r" not in err
     ExperimentExecutor(e, fault_tolerance="continue", progress=False).run()
     assert capsys.readouterr().err == ""
+
+
+def test_one_worker_starts_independent_tasks_in_the_order_they_were_declared(project):
+    """Ties in Dask's order (independent tasks) are broken by declaration, not by the tasks' names: 300 tasks
+    (Dask hands them over in chunks) with names whose sort order is nothing like the declared one."""
+    import random
+
+    rng = random.Random(8)
+    names = [f"{rng.choice(['zeta', 'alpha', 'm', 'b', 'task'])}{rng.randrange(1000)}-{i}" for i in range(300)]
+    assert names != sorted(names) and names != sorted(names, reverse=True)
+    started: list[str] = []
+    e = Experiment("declared", workdir=str(project))
+    e.add_tasks(PythonTask(n, lambda n=n: started.append(n)) for n in names)
+    results = ExperimentExecutor(e, progress=False, max_workers=1).run()
+    assert results.ok and started == names

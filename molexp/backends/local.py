@@ -52,20 +52,29 @@ class LocalBackend:
         import dask.threaded
 
         names = list(compiled.keys)
-        callbacks: tuple = ()
+        declared = {key: i for i, key in enumerate(compiled.keys.values())}
+        pretask = None
         if compiled.priorities:
             # Dask's local scheduler decides what is ready; every ready task goes to a pool that starts the
             # highest priority first (dask.local itself orders ready tasks by dask.order, not by priority).
             pool = self._pool = PriorityPool(self.workers, compiled.priorities)
-            callbacks = ((None, None, pool.pretask, None, None),)
+            pretask = pool.pretask
         else:
             self._pool = SplitPool(self.workers)
+
+        def start_state(dsk, state) -> None:
+            """Tasks ready at the start (independent ones, the first of each chain) start in the order they were
+            declared, not in the order of their keys' sort (where dask.order leaves ties): the scheduler takes
+            ``state["ready"]`` from its end, so the first declared goes last. One sort per slice."""
+            state["ready"].sort(key=lambda key: -declared.get(key, -1))
+
+        callbacks = ((None, start_state, pretask, None, None),)
         # get_async hands at most `slots` chunks of `chunk` tasks to the pool at a time: the pool size, or the
         # batch window (one task a chunk), or everything ready (priorities: the pool chooses, one at a time).
         slots = self.window or (len(names) + 1 if compiled.priorities else self.workers)
         chunk = 1 if self.window or compiled.priorities else chunk_size(len(names), self.workers)
-        # callbacks given (even none): Dask then leaves the process's global callbacks alone (a user's
-        # ProgressBar in another thread keeps working while a run goes on)
+        # callbacks given: Dask then leaves the process's global callbacks alone (a user's ProgressBar in another
+        # thread keeps working while a run goes on)
         get = partial(dask.local.get_async, self._pool.submit, slots, get_id=threading.get_ident,
                       pack_exception=dask.threaded.pack_exception, chunksize=chunk, callbacks=callbacks)
 
