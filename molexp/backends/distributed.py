@@ -81,8 +81,7 @@ class DistributedBackend:
         self._ctx_future = None  # the run context as shared data, when it is too big to travel in each task
         self._started = False     # start() has run: tasks may be submitted
         self._threads = 4         # the cluster's worker threads (counted at start and at each check)
-        self._ready: list = []    # heap of (rank, name): ready, not submitted yet
-        self._upstream: dict[str, tuple] = {}   # ready task -> its dependencies' results
+        self._ready: list = []    # heap of (rank, name, upstream results): ready, not submitted yet
         self._in_flight: set[str] = set()       # submitted, not final yet
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
@@ -235,8 +234,7 @@ class DistributedBackend:
     def submit(self, name: str, upstream: tuple[TaskResult, ...]) -> None:
         """Task ``name`` is ready: its dependencies' results are ``upstream`` (in its ``deps`` order). It goes
         to the scheduler at the next ``caught_up`` (with the others ready by then), within the bounds."""
-        self._upstream[name] = upstream
-        heapq.heappush(self._ready, (self._rank[name], name))
+        heapq.heappush(self._ready, (self._rank[name], name, upstream))   # names are unique: never compares upstream
 
     def allowed_in_flight(self) -> int | None:
         """The current bound on tasks in flight: the window, lowered by the throttle."""
@@ -256,12 +254,12 @@ class DistributedBackend:
         specs, keys = self._compiled.specs, self._compiled.keys
         graph = {}
         while self._ready and (bound is None or len(self._in_flight) < bound):
-            _, name = heapq.heappop(self._ready)
+            _, name, upstream = heapq.heappop(self._ready)
             spec = specs[name]
             # Upstream results as data: as their workers sent them (still pickled), else as the driver has them
             # (tasks reused from a checkpoint).
             sent = self._sent
-            args = [sent.get(up.name, up) for up in self._upstream.pop(name)]
+            args = [sent.get(up.name, up) for up in upstream]
             self._submitted(spec.deps)
             key = keys[name]
             graph[key] = Task(key, run_remote, name, cloudpickle.dumps(spec), self._ctx_arg, *args)
@@ -371,7 +369,6 @@ class DistributedBackend:
         self._stopped_submitting = True
         unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
         self._ready.clear()
-        self._upstream.clear()
         pending = [n for n in names if n in self._futures and not self._futures[n].done()]
         try:
             on_workers = {k for keys in self.client.processing().values() for k in keys}
