@@ -12,29 +12,22 @@ from dask.task_spec import Task, TaskRef
 
 from .cluster_cancel import DistributedCancel
 from ..errors import ClusterError
-from ..state.result import FailureKind, TaskResult, TaskStatus
-from ..run.spec import ClusterLost, EngineError, Finished
+from ..state.result import TaskResult
 from .futures import as_completed_of, release_later, track
-from .remote import _EVENTS, DistributedSink, run_remote, unpacked
+from .bundle import run_bundle
+from .bundling import ALONE, HOLD, SHORT, Bundler
+from .collector import Collector
+from .remote import _EVENTS, DistributedSink, run_remote
 
 log = logging.getLogger("molexp")
 
 
-# While more tasks are in flight than the cluster has threads, the collector waits this long after a future
-# finishes before fetching results, so one ``gather`` fetches what finished meanwhile: short tasks otherwise
-# cost one request to the worker per 1-2 results (measured: 640 gathers for 1,000 `true` tasks), which
-# competes with the tasks for the worker's CPU. The workers are busy with the other tasks in flight meanwhile,
-# so what the results make ready starts no later than a thread is free; with fewer in flight, at once.
-_GATHER_WAIT = 0.05
 
 # At most this many tasks go to the scheduler in one graph. Without a window one finished task can ready
 # 100,000 others: as one graph that would be a message of ~100 MB (Dask warns over 10 MB) and a dask.order
 # over all of it.
 _SUBMIT_CHUNK = 1000
 
-# How long the collector waits for the scheduler to forget the keys of results that are in (see ``_forget``);
-# it takes one message on the client's batched stream, typically a few milliseconds.
-_FORGET_WAIT = 2.0
 
 # A run context (pickled) up to this size travels inside each task; a larger one (big params or context) is
 # one data node every task depends on. Why inline: a dependency shared by every task cost the scheduler and
@@ -44,7 +37,7 @@ _FORGET_WAIT = 2.0
 _INLINE_CONTEXT = 64 * 1024
 
 
-class DistributedBackend:
+class DistributedBackend(Collector):
     """A ``distributed.Client`` as a molexp backend.
 
     A task is submitted once its dependencies have finished (those one driver wake-up made ready go together,
@@ -65,8 +58,9 @@ class DistributedBackend:
     schedules_dependents = False   # the driver submits each task once its inputs are in (``submit``)
     tick = 0.5                     # seconds between health checks (0.1 with a throttle: it is asked at each)
 
-    def __init__(self, client, *, window: int | None = None, throttle=None):
+    def __init__(self, client, *, window: int | None = None, throttle=None, bundle_seconds: float = 0.0):
         self.client = client
+        self.bundle_seconds = bundle_seconds
         self.window = window
         self.throttle = throttle
         self.tick = 0.1 if throttle is not None else 0.5
@@ -85,6 +79,12 @@ class DistributedBackend:
         self._in_flight: set[str] = set()       # submitted, not final yet
         self.max_in_flight = 0  # the most tasks this run had submitted and unfinished at once
         self.submissions: list[tuple[float, int, int | None]] = []  # (time, in flight after, bound)
+        self._bundler: Bundler | None = None
+        self._bundles: dict[str, list[str]] = {}   # bundle key -> its members, until its outcome is in
+        self._bundle_lead: dict[str, str] = {}     # bundle key -> its first member's key (its priority)
+        self._claims: list[str] = []               # the bundles' claim events (cleared at close)
+        self._started_names: set[str] = set()      # reported started, not final yet (bundle members)
+        self.bundled = 0   # tasks this run sent in bundles
 
     # -- setup -------------------------------------------------------------------------------------------
     def make_sink(self, events, run_id: str):
@@ -92,7 +92,13 @@ class DistributedBackend:
 
         def handle(event):   # (time, [event as a tuple, ...]) from a worker's batch
             for e in event[1]:
-                events.put(_EVENTS[e[0]](*e[1:]))
+                kind = e[0]
+                if kind == "Finished":   # a bundle member's result (see bundle.run_bundle)
+                    self._member_finished(e[1], events)
+                    continue
+                if kind == "Started":
+                    self._started_names.add(e[1])
+                events.put(_EVENTS[kind](*e[1:]))
 
         self.client.subscribe_topic(self._topic, handle)
         return DistributedSink(self._topic)
@@ -116,96 +122,10 @@ class DistributedBackend:
         self._ctx_blob = cloudpickle.dumps(compiled.ctx)
         self._ctx_inline = len(self._ctx_blob) <= _INLINE_CONTEXT
         self._count_threads()
+        if self.bundle_seconds > 0:
+            alone = (n for n, k in compiled.keys.items() if k in (self._resources_by_key or ()))
+            self._bundler = Bundler(compiled.specs, compiled.known_durations, self.bundle_seconds, alone)
         self._start_submitting(compiled, events)
-
-    def _collect(self, ac, queue) -> None:
-        """A thread that turns finished futures into driver events. Futures are taken in batches and their
-        results fetched with one ``gather`` per batch (not one request per future)."""
-        key_to_name = self._key_to_name
-
-        def collect():
-            try:
-                while not self._stop.is_set():
-                    if ac.is_empty():
-                        self._more.wait(0.05)
-                        self._more.clear()
-                        continue
-                    try:
-                        batch = ac.next_batch(block=True)
-                    except StopIteration:
-                        continue
-                    if ac.count() > self._threads:
-                        # More will finish: let them, and fetch them with this batch (see _GATHER_WAIT).
-                        self._stop.wait(_GATHER_WAIT)
-                        batch += ac.next_batch(block=False)
-                    if self._report(batch, queue, key_to_name, ac):
-                        break
-            except BaseException as e:
-                if self._connection_lost():  # e.g. a gather cut short by the scheduler's death
-                    queue.put(ClusterLost(self._lost_message()))
-                else:
-                    queue.put(EngineError(e))
-
-        self._collector = threading.Thread(target=collect, name="molexp-collector", daemon=True)
-        self._collector.start()
-
-    def _report(self, batch, queue, key_to_name, ac) -> bool:
-        """Queue the outcome of each future of ``batch``; True when the scheduler is gone. A future whose
-        result was lost with its worker after it finished is being computed again: ``ac`` watches it anew."""
-        finished = [f for f in batch if f.status == "finished"]
-        others = [f for f in batch if f.status != "finished"]   # (a released future says "cancelled")
-        values = self.client.gather(finished, errors="skip") if finished else []
-        if len(values) != len(finished):  # a result vanished between completion and gather (lost worker)
-            values = [self.client.gather(f, errors="raise") if f.status == "finished" else None for f in finished]
-            others += [f for f, v in zip(finished, values) if v is None]   # being computed again: watched
-            finished, values = [f for f, v in zip(finished, values) if v is not None], [v for v in values if v]
-        if finished:
-            self._forget(finished)
-        for future, value in zip(finished, values):
-            name = key_to_name[future.key]
-            if self._needed_by.get(name):
-                self._sent[name] = value   # dependents get it as it came (the value still pickled)
-            queue.put(Finished(unpacked(value)))
-        for future in others:
-            if future.status in ("lost", "pending"):
-                ac.add(future)
-                continue
-            name = key_to_name[future.key]
-            if future.status == "cancelled" and name not in self._cancelled and self._connection_lost():
-                # distributed cancels every future when the scheduler connection drops
-                queue.put(ClusterLost(self._lost_message()))
-                return True
-            try:
-                error = future.exception(timeout=10) if future.status == "error" else None
-            except Exception as e:  # cancelled meanwhile, or the cluster is going
-                error = e
-            queue.put(Finished(_crash_result(name, future.status, error, key_to_name)))
-        return False
-
-    def _forget(self, futures) -> None:
-        """Release the futures of results that are in, and wait (briefly) until the scheduler has forgotten
-        their keys, before the driver hears of them (and journals them): a worker that dies afterwards takes
-        nothing with it that Dask would compute again. The release travels on the client's batched stream;
-        ``who_has`` asks on another connection, hence the wait."""
-        key_to_name = self._key_to_name
-        for f in futures:
-            self._futures.pop(key_to_name[f.key], None)
-        keys = [f.key for f in futures]
-
-        async def release():
-            for f in futures:
-                f.release()
-
-        self.client.sync(release)
-        deadline = time.monotonic() + _FORGET_WAIT
-        while True:
-            try:
-                held = self.client.who_has(keys)
-            except Exception:   # the scheduler is going: nothing will be computed again
-                return
-            if not any(held.get(k) for k in keys) or time.monotonic() > deadline:
-                return
-            time.sleep(0.002)
 
     # -- submission ------------------------------------------------------------------------------------------
     def _start_submitting(self, compiled, queue) -> None:
@@ -225,9 +145,17 @@ class DistributedBackend:
             for d in s.deps:
                 if d in self._needed_by:
                     self._needed_by[d] += 1
-        prio = compiled.priorities or {}
-        # ready tasks go best priority first, then in topological order (compiled.keys' order)
-        self._rank = {n: (-prio.get(k, 0), i) for i, (n, k) in enumerate(compiled.keys.items())}
+        # Ready tasks go best priority first, then in topological order (compiled.keys' order): a task's rank is
+        # its place in that order, and the scheduler is told the same order as each task's Dask priority (it
+        # would otherwise order the tasks of one submission by dask.order, which reverses independent ones).
+        keys = compiled.keys
+        names = list(keys)
+        prio = compiled.priorities
+        if prio:
+            names.sort(key=lambda n: -prio.get(keys[n], 0))   # stable: ties stay in topological order
+        self._rank = {n: i for i, n in enumerate(names)}
+        top = len(names)
+        self._dask_priority = {keys[n]: top - i for i, n in enumerate(names)}
         self._started = True
         self._collect(self._ac, queue)
 
@@ -251,26 +179,71 @@ class DistributedBackend:
         if self._stopped_submitting:
             return
         bound = self.allowed_in_flight()
-        specs, keys = self._compiled.specs, self._compiled.keys
+        keys = self._compiled.keys
+        bundler, threads = self._bundler, self._threads
         graph = {}
+        bundle: list = []       # the bundle being filled: ready entries of short tasks of one user priority
+        size, priority = 0, None
         while self._ready and (bound is None or len(self._in_flight) < bound):
-            _, name, upstream = heapq.heappop(self._ready)
-            spec = specs[name]
-            # Upstream results as data: as their workers sent them (still pickled), else as the driver has them
-            # (tasks reused from a checkpoint).
-            sent = self._sent
-            args = [sent.get(up.name, up) for up in upstream]
-            self._submitted(spec.deps)
-            key = keys[name]
-            graph[key] = Task(key, run_remote, name, cloudpickle.dumps(spec), self._ctx_arg, *args)
+            entry = heapq.heappop(self._ready)
+            name = entry[1]
+            how = bundler.route(name, threads) if bundler is not None else ALONE
+            if how == HOLD:
+                bundler.hold(entry)
+                continue
+            if how == SHORT:
+                if bundle and (len(bundle) >= size or bundler.priority(name) != priority):
+                    self._add_bundle(graph, bundle)
+                    bundle = []
+                if not bundle:
+                    size = bundler.bundle_size(bundler.expected(name), len(self._ready) + 1, threads)
+                    priority = bundler.priority(name)
+                bundle.append(entry)
+            else:
+                key = keys[name]
+                graph[key] = self._task(key, entry)
             self._in_flight.add(name)
             self.submissions.append((time.time(), len(self._in_flight), bound))
             if len(graph) >= _SUBMIT_CHUNK:
                 self._submit(graph)
                 graph = {}
+        if bundle:
+            self._add_bundle(graph, bundle)
         if graph:
             self._submit(graph)
         self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
+
+    def _member(self, entry) -> tuple:
+        """(name, pickled spec, upstream results) of a ready entry: upstream results as data, as their workers
+        sent them (still pickled), else as the driver has them (tasks reused from a checkpoint)."""
+        _, name, upstream = entry
+        spec = self._compiled.specs[name]
+        sent = self._sent
+        args = tuple(sent.get(up.name, up) for up in upstream)
+        self._submitted(spec.deps)
+        return name, cloudpickle.dumps(spec), args
+
+    def _task(self, key: str, entry) -> Task:
+        name, spec_blob, args = self._member(entry)
+        return Task(key, run_remote, name, spec_blob, self._ctx_arg, *args)
+
+    def _add_bundle(self, graph: dict, entries: list) -> None:
+        """One Dask task for ``entries`` (alone when there is one)."""
+        keys = self._compiled.keys
+        if len(entries) == 1:
+            key = keys[entries[0][1]]
+            graph[key] = self._task(key, entries[0])
+            return
+        n = len(self._claims)
+        run_id = self._compiled.ctx.run_id
+        key = f"bundle-{run_id[:8]}-{n}"
+        claim = f"molexp-claim-{run_id}-{n}"
+        members = [self._member(e) for e in entries]
+        self._claims.append(claim)
+        self._bundles[key] = [m[0] for m in members]
+        self._bundle_lead[key] = keys[entries[0][1]]
+        graph[key] = Task(key, run_bundle, claim, cloudpickle.dumps(members), self._ctx_arg)
+        self.bundled += len(members)
 
     def _submitted(self, deps) -> None:
         """A dependent of ``deps`` was submitted (or skipped): forget results no other dependent needs."""
@@ -289,21 +262,20 @@ class DistributedBackend:
         keys = list(graph)
         if self._resources_pending:   # no worker had joined: ask again
             self._resources_by_key = self._resources(self._compiled)
-        priorities, resources = self._compiled.priorities, self._resources_by_key
-        notes = {}
-        if priorities:
-            notes["priority"] = {k: priorities.get(k, 0) for k in keys}.get
+        priorities, lead, resources = self._dask_priority, self._bundle_lead, self._resources_by_key
+        # (a bundle has the priority of its first member, the best ranked)
+        notes = {"priority": {k: priorities[lead.get(k, k)] for k in keys}.get}
         if resources:
             notes["resources"] = {k: resources[k] for k in keys if k in resources}.get
-        # A HighLevelGraph even with nothing to annotate: Dask gives it a random token, where a plain dict is
+        # A HighLevelGraph: Dask gives it a random token, where a plain dict is
         # tokenized (hashing every task: measured +0.4 ms of driver CPU a task, more than submitting together
         # saves).
-        layer = MaterializedLayer(graph, annotations=notes or None)
-        # fifo_timeout as client.submit's: tasks submitted later rank after earlier ones of equal priority
+        layer = MaterializedLayer(graph, annotations=notes)
         futures = self.client.get(HighLevelGraph({"molexp": layer}, {"molexp": set()}), keys, sync=False,
                                   fifo_timeout="100 ms")
         for future in futures:
-            self._futures[self._key_to_name[future.key]] = future
+            for name in self._names(future.key):
+                self._futures[name] = future
         track(self.client, self._ac, futures)
         self._more.set()  # the collector may be waiting for futures to watch
 
@@ -314,6 +286,10 @@ class DistributedBackend:
         in_flight = self._in_flight
         if not self._started:
             return  # not started yet: tasks reused from a checkpoint are final before anything is submitted
+        if self._bundler is not None:
+            self._started_names.discard(name)
+            for entry in self._bundler.observe(result):   # its family is known now: what waited for it
+                heapq.heappush(self._ready, entry)
         if name in in_flight:
             in_flight.discard(name)
         elif name in self._compiled.specs and name not in self._futures:
@@ -369,39 +345,30 @@ class DistributedBackend:
         self._stopped_submitting = True
         unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
         self._ready.clear()
+        if self._bundler is not None:
+            self._bundler.clear()
         pending = [n for n in names if n in self._futures and not self._futures[n].done()]
         try:
             on_workers = {k for keys in self.client.processing().values() for k in keys}
         except Exception:  # the cluster may be gone already; the driver reports that
             return unsubmitted
-        keys = self._compiled.keys
-        queued = [n for n in pending if keys[n] not in on_workers]
-        self._cancelled.update(queued)
+        asked = set(names)
+        futures = {self._futures[n].key: self._futures[n] for n in pending}
+        # a queued bundle is cancelled when none of its members may be running
+        queued = [k for k in futures if k not in on_workers and all(n in asked for n in self._names(k))]
+        cancelled = [n for k in queued for n in self._names(k)]
+        self._cancelled.update(cancelled)
         if queued:
             try:
-                self.client.cancel([self._futures[n] for n in queued])
+                self.client.cancel([futures[k] for k in queued])
             except Exception:
                 pass
-        return unsubmitted + queued
+        return unsubmitted + cancelled
 
     def may_have_started(self, name: str) -> bool:
         """Whether ``name`` was handed to the cluster (its start may not have been reported when the
         scheduler was lost)."""
         return name in self._futures or name in self._in_flight
-
-    def _connection_lost(self, wait: float = 3.0) -> bool:
-        """True when the client has lost its scheduler (it may take a moment to notice)."""
-        deadline = time.monotonic() + wait
-        while self.client.status == "running":
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def _lost_message(self) -> str:
-        address = getattr(getattr(self.client, "scheduler", None), "address", "?")
-        return (f"lost the connection to the Dask scheduler at {address} (client status: {self.client.status}); "
-                "tasks recorded in the checkpoint are kept: resume on a new cluster to finish the run")
 
     def _count_threads(self) -> None:
         """The cluster's worker threads now (an adaptive or batch-system cluster grows and shrinks)."""
@@ -417,6 +384,9 @@ class DistributedBackend:
             raise ClusterError(self._lost_message())
         if self._started:
             self._count_threads()
+            if self._bundler is not None:
+                for entry in self._bundler.expire():   # probes that run long: their family is not short
+                    heapq.heappush(self._ready, entry)
             self._fill()
 
     def close(self) -> None:
@@ -438,30 +408,30 @@ class DistributedBackend:
             except Exception:
                 pass
         self._sent = {}
+        if self._claims:
+            self._clear_claims()
         release_later(self.client, [*self._futures.values(), self._ctx_future])
         self._futures = {}
         self._ctx_future = None  # release everything: an adaptive cluster may retire workers holding data
         self._ac = None
 
 
+    def _clear_claims(self) -> None:
+        """Forget the bundles' claim events on the scheduler (one message each, sent together)."""
+        claims, self._claims = self._claims, []
+        scheduler = self.client.scheduler
+
+        async def clear():
+            import asyncio
+
+            await asyncio.gather(*(scheduler.event_clear(name=c) for c in claims), return_exceptions=True)
+
+        try:
+            self.client.sync(clear)
+        except Exception:   # the scheduler is gone: so are the events
+            pass
+
+
 def _identity(x):
     return x
 
-
-def _crash_result(name: str, status: str, value, key_to_name) -> TaskResult:
-    """A TaskResult for a future that did not finish: cancelled, or erred in Dask (a lost worker)."""
-    from concurrent.futures import CancelledError
-
-    if status == "cancelled" or isinstance(value, CancelledError):
-        return TaskResult(name, TaskStatus.SKIPPED, reason="cancelled")
-    exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
-    culprit = getattr(exc, "task", None)
-    if type(exc).__name__ == "KilledWorker":
-        culprit_name = key_to_name.get(culprit, culprit)
-        if culprit_name != name:
-            return TaskResult(name, TaskStatus.SKIPPED, reason=f"upstream {culprit_name!r} failed (lost worker)")
-        return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.LOST_WORKER.value,
-                          error=f"task {name!r} was running on workers that died, {exc}; it may be killing them "
-                                "(memory?), or the workers were lost")
-    return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,
-                      error=f"Dask could not run task {name!r}: {type(exc).__name__}: {exc}")

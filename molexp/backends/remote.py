@@ -34,9 +34,23 @@ class DistributedSink:
         self.topic = topic
 
     def emit(self, event: Started | Retrying) -> None:
+        self._send((type(event).__name__, *(getattr(event, f) for f in event.__slots__)))  # msgpack: plain tuples
+
+    def finished(self, blob: bytes) -> None:
+        """A bundle member's final result (cloudpickle bytes), after its other events (see ``bundle``)."""
+        self._send(("Finished", blob))
+
+    def flush(self) -> None:
+        """Send what is pending now (from a task's thread: it reaches the scheduler before the task's end)."""
         from distributed import get_worker
 
-        event = (type(event).__name__, *(getattr(event, f) for f in event.__slots__))   # msgpack: plain tuples
+        try:
+            self._flush(get_worker())
+        except ValueError:
+            pass
+
+    def _send(self, event: tuple) -> None:
+        from distributed import get_worker
 
         try:
             worker = get_worker()

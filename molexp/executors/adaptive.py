@@ -147,7 +147,8 @@ class AdaptiveExecutor(Executor):
         self._memory = system_memory if isinstance(cluster, LocalCluster) else WorkerMemory(self.client)
 
     def _backend(self):
-        self.backend = DistributedBackend(self.client, throttle=self._throttle)
+        self.backend = DistributedBackend(self.client, throttle=self._throttle,
+                                          bundle_seconds=self.config.bundle_seconds)
         return self.backend
 
     def _start_cluster(self):

@@ -118,7 +118,7 @@ class Executor:
     def _backend(self):
         """A fresh backend for one run (executors that hand work to Dask differently override this)."""
         if self._client is not None:
-            return DistributedBackend(self._client)
+            return DistributedBackend(self._client, bundle_seconds=self.config.bundle_seconds)
         return LocalBackend(self.config.max_workers)
 
     def plan(self, params: Mapping[str, Any] | None = None, *, targets: Iterable[str] | None = None,

@@ -28,5 +28,6 @@ class BatchExecutor(Executor):
 
     def _backend(self):
         if self.client is not None:
-            return DistributedBackend(self.client, window=self.batch_size)
+            return DistributedBackend(self.client, window=self.batch_size,
+                                      bundle_seconds=self.config.bundle_seconds)
         return LocalBackend(self.config.max_workers, window=self.batch_size)

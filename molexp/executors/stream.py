@@ -27,7 +27,7 @@ class StreamExecutor(Executor):
         if self.client is not None:
             # Dependents are submitted as their inputs finish: nothing is on the scheduler that a `break`
             # would have to take back but what is already running or about to.
-            return DistributedBackend(self.client)
+            return DistributedBackend(self.client, bundle_seconds=self.config.bundle_seconds)
         return LocalBackend(self.config.max_workers)
 
     def execute_stream(self, work: Any = None, params: Mapping[str, Any] | None = None, *,

@@ -39,6 +39,8 @@ class ExecutionConfig:
     Processes: ``keep_processes=False``: when a task ends, every process it started (``cmd &``, ``nohup``,
     ``setsid``, a daemon) is killed; True, or a list of task names, lets those tasks' background processes
     outlive them (a task that starts a server for later tasks). See docs/resources.md ("Processes").
+    Clusters: ``bundle_seconds=1.0``: on a ``distributed`` cluster, ready tasks expected to be short go to Dask
+    in bundles of about this much work, each one Dask task (0: every task alone). See docs/clusters.md.
     Shell and files: ``pipefail=True`` runs commands with ``bash -o pipefail`` (a failing command in a pipe fails
     the task); ``keep_failed_outputs=False`` removes a failed attempt's declared outputs (True keeps them, for
     debugging: a resume still runs the task again).
@@ -66,6 +68,7 @@ class ExecutionConfig:
     keep_failed_outputs: bool = False
     condition_timeout: float | None = 60.0
     keep_processes: bool | frozenset[str] = False
+    bundle_seconds: float = 1.0
 
     def merge(self, **options: Any) -> ExecutionConfig:
         """A new config with ``options`` validated and applied."""
@@ -207,4 +210,5 @@ _CHECKS = {
     "keep_failed_outputs": _bool,
     "condition_timeout": _seconds(optional=True, positive=True),
     "keep_processes": _task_names_or_bool,
+    "bundle_seconds": _seconds(),
 }

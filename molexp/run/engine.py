@@ -16,7 +16,7 @@ from ..errors import ClusterError
 from ..model.graph import TaskGraph
 from .progress import Progress
 from ..state.result import Attempt, FailureKind, TaskResult, TaskStatus
-from .spec import (ClusterLost, EngineDone, EngineError, Finished, Interrupt, Retrying, Started,
+from .spec import (ClusterLost, EngineDone, EngineError, Finished, Interrupt, Resubmit, Retrying, Started,
                    upstream_reason)
 
 
@@ -137,6 +137,8 @@ class Driver:
                 elif kind is ClusterLost:
                     self._abandon(event.message)
                     raise ClusterError(event.message)
+                elif kind is Resubmit:
+                    self._resubmit(event.names)
                 else:
                     if self._escalated and kind is Finished:
                         _killed_by_us(event.result, self._killed)
@@ -186,6 +188,23 @@ class Driver:
             else:
                 self.backend.submit(name, upstream)
 
+    def _resubmit(self, names) -> None:
+        """Tasks a lost worker took with it before they finished: submitted again, or, once the run is
+        stopping, given their outcome now."""
+        state = self.state
+        for name in names:
+            if name not in self.graph or state[name].final is not None:
+                continue
+            if self.stop_reason is not None:
+                started = state[name].running > 0
+                self._final(TaskResult(name, TaskStatus.SKIPPED,
+                                       reason=self._upstream_reason(name) or self._stopped_reason(started)))
+            else:
+                self._became_ready.append(name)
+        if self.events.empty():
+            self._dispatch()
+            self.backend.caught_up()
+
     def _drain_ready(self) -> Iterator[TaskResult]:
         while self._ready:
             yield self._ready.popleft()
@@ -199,7 +218,10 @@ class Driver:
                 continue
             if type(event) in (EngineDone, EngineError):
                 break
-            self._handle(event)
+            if type(event) is Resubmit:
+                self._resubmit(event.names)
+            elif hasattr(event, "name"):
+                self._handle(event)
         if self.left:
             self._abandon(self.stop_reason or "stopped")
         self._ready.clear()

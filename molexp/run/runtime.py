@@ -36,6 +36,18 @@ def run_task(spec: TaskSpec, ctx: RunContext, *upstream: TaskResult) -> TaskResu
 _contexts: dict[bytes, RunContext] = {}
 
 
+def load_context(ctx_blob: bytes) -> RunContext:
+    """The run context sent as cloudpickle bytes, loaded once per worker process (the last few are kept)."""
+    ctx = _contexts.get(ctx_blob)
+    if ctx is None:
+        import cloudpickle
+
+        ctx = _contexts[ctx_blob] = cloudpickle.loads(ctx_blob)
+        while len(_contexts) > 8:
+            _contexts.pop(next(iter(_contexts)))
+    return ctx
+
+
 def run_packed(name: str, spec_blob: bytes, ctx_blob: bytes, *upstream: TaskResult) -> TaskResult:
     """``run_task`` for a cluster: the task and the run context travel as cloudpickle bytes and are loaded
     here, on the worker, so the scheduler never has to import user code, and a function the worker cannot
@@ -43,11 +55,7 @@ def run_packed(name: str, spec_blob: bytes, ctx_blob: bytes, *upstream: TaskResu
     import cloudpickle
 
     try:
-        ctx = _contexts.get(ctx_blob)
-        if ctx is None:
-            ctx = _contexts[ctx_blob] = cloudpickle.loads(ctx_blob)
-            while len(_contexts) > 8:
-                _contexts.pop(next(iter(_contexts)))
+        ctx = load_context(ctx_blob)
         spec = cloudpickle.loads(spec_blob)
     except Exception as e:
         return TaskResult(name, TaskStatus.FAILED, failure=FailureKind.ERROR.value,

@@ -123,6 +123,14 @@ class Finished:
 
 
 @dataclass(frozen=True, slots=True)
+class Resubmit:
+    """Tasks the backend handed to a worker that was lost before they finished (members of a bundle whose
+    worker died): each one not final yet is submitted again (``Backend.submit``)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EngineDone:
     """The backend's engine has returned: no more events will come."""
 
@@ -151,7 +159,7 @@ class Interrupt:
     escalate: Callable[[], None] | None = None
 
 
-Event = Started | Retrying | Finished | EngineDone | EngineError | ClusterLost | Interrupt
+Event = Started | Retrying | Finished | Resubmit | EngineDone | EngineError | ClusterLost | Interrupt
 
 
 def upstream_reason(upstream: Iterable[TaskResult | None]) -> str | None:
