@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peers  # noqa: E402
 import workloads as W  # noqa: E402
 
 LOCAL = ("raw", "dask-thr", "molexp")
@@ -139,6 +140,8 @@ def contenders(wl: W.Workload, clusters: Clusters | None, priority: bool = False
         if not priority:
             out["dask-dist"] = lambda: W.run_dask_distributed(wl, clusters.client(wl.workers))
         out["molexp-dist"] = lambda: W.run_molexp(wl, client=clusters.client(wl.workers), **opts)
+        if not priority and peers.available():
+            out["parsl"] = lambda: peers.run_parsl(wl)
     return out
 
 
@@ -203,6 +206,8 @@ def warm_up(clusters: Clusters | None, threads: set[int]) -> None:
             for t in sorted(threads):
                 c = clusters.client(t)
                 W.run_dask_distributed(w, c), W.run_molexp(w, client=c)
+                if peers.available():
+                    peers.run_parsl(w, t)
 
 
 def fmt(x: float | None, width: int = 9, digits: int = 3) -> str:
@@ -214,9 +219,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ["raw", "dask-thr", "molexp", "dask-dist", "molexp-dist"]
+    cols = ["raw", "dask-thr", "molexp", "dask-dist", "molexp-dist", "parsl"]
     head = (f"{'workload':<11} {'tasks':>6} " + " ".join(f"{c:>11}" for c in cols)
-            + f" {'mx/raw':>7} {'mx/dthr':>7} {'mxd/dd':>7} {'mx ms/t':>8}")
+            + f" {'mx/raw':>7} {'mx/dthr':>7} {'mxd/dd':>7} {'mxd/prsl':>8} {'mx ms/t':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -225,6 +230,7 @@ def print_table(rows: list[dict]) -> None:
         line += " " + fmt(ratio(m.get("molexp"), m.get("raw")), 7, 2)
         line += " " + fmt(ratio(m.get("molexp"), m.get("dask-thr")), 7, 2)
         line += " " + fmt(ratio(m.get("molexp-dist"), m.get("dask-dist")), 7, 2)
+        line += " " + fmt(ratio(m.get("molexp-dist"), m.get("parsl")), 8, 2)
         per = None if m.get("molexp") is None else 1000 * m["molexp"] / r["tasks"]
         line += " " + fmt(per, 8, 3)
         print(line)
@@ -288,10 +294,14 @@ def main(argv=None) -> int:
     finally:
         if clusters is not None:
             clusters.close()
+            if peers.available():
+                peers.close()
     print()
     print_table(rows)
     print("# mx/raw = molexp / raw, mx/dthr = molexp / dask threaded, mxd/dd = molexp-dist / dask-dist; "
-          "mx ms/t = molexp ms per task")
+          "mxd/prsl = molexp-dist / Parsl HTEX; mx ms/t = molexp ms per task")
+    if not args.no_distributed and not peers.available():
+        print("# parsl: not installed (pip install parsl to measure Parsl HTEX in the same run)")
     print(f"# total {time.perf_counter() - t_start:.1f} s")
     if HANGS:
         print(f"# HANGS: {len(HANGS)} run(s) gave no result within --timeout: " + json.dumps(HANGS))

@@ -194,9 +194,11 @@ def test_policy_a_slow_probe_makes_the_family_long(monkeypatch):
     b = Bundler(specs, {}, seconds=0.05)
     assert b.route("a0", threads=1) == ALONE and b.route("a1", threads=1) == HOLD
     b.hold((0, "a1", ()))
-    assert b.expire() == []
     time.sleep(0.1)
-    assert b.expire() == [(0, "a1", ())]
+    assert b.expire(running=set()) == []            # the probe waits for a worker: not slow
+    assert b.expire(running={"a0"}) == []           # seen running from now on
+    time.sleep(0.1)
+    assert b.expire(running={"a0"}) == [(0, "a1", ())]
     assert b.route("a2", threads=1) == ALONE
 
 
@@ -208,3 +210,32 @@ def test_policy_uses_recorded_durations_and_sizes_bundles():
     assert b.bundle_size(0.001, ready=1000, threads=2) == 250     # shared among threads
     assert b.bundle_size(0.1, ready=1000, threads=2) == 10        # the time budget
     assert Bundler(specs, {}, seconds=0).enabled() is False
+
+
+def test_batch_executor_window_counts_bundle_members(project):
+    from distributed import Client, LocalCluster
+
+    from molexp import BatchExecutor, TaskPool
+
+    with LocalCluster(n_workers=1, threads_per_worker=8, processes=True, dashboard_address=":0",
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        ex = BatchExecutor(batch_size=10, progress=False, client=client, bundle_seconds=4)
+        backend = {}
+        make = ex._backend
+        ex._backend = lambda: backend.setdefault("b", make())
+        pool = TaskPool([LocalTask(f"job-{i}", commands=["sleep 0.05"]) for i in range(60)], name="jobs")
+        results = ex.execute(pool)
+    assert results.ok and len(results) == 60
+    assert backend["b"].bundled > 0
+    assert backend["b"].max_in_flight == 10   # members count: never more than the batch size in flight
+
+
+def test_adaptive_executor_runs_bundles(project):
+    from molexp import AdaptiveExecutor, TaskPool
+
+    pool = TaskPool([LocalTask(f"job-{i}", commands=["true"]) for i in range(200)], name="jobs")
+    ex = AdaptiveExecutor(progress=False, min_workers=1, max_workers=2, interval=0.3,
+                          monitor_system_resources=False, bundle_seconds=4)
+    results = ex.execute(pool)
+    assert results.ok and len(results) == 200
+    assert ex.backend.bundled > 0

@@ -6,8 +6,8 @@ work, each one Dask task that runs its members one after the other on a worker. 
 take: its own duration recorded by an earlier run of the experiment, else what this run has measured of its
 family (tasks running the same command template or the same function), else nothing yet. A family with
 nothing measured is probed: as many of its tasks as the cluster has threads run alone, and the others wait
-(off the scheduler) until one of those finishes or until ``bundle_seconds`` have passed (the family is then
-not short: everything goes alone). Tasks with declared Dask resources, tasks expected to be long, and tasks
+(off the scheduler) until one of those finishes, or until one has run for ``bundle_seconds`` (the family is
+then not short: everything goes alone). Tasks with declared Dask resources, tasks expected to be long, and tasks
 whose user priority differs from the bundle's go alone or in another bundle.
 """
 
@@ -53,7 +53,7 @@ class Bundler:
         self._families: dict[str, tuple] = {}
         self._measured: dict[tuple, list] = {}   # family -> [count, total seconds] measured in this run
         self._recorded: dict[tuple, float] | None = None   # family -> mean of the earlier run's records
-        self._probes: dict[tuple, list] = {}     # family -> [probes in flight, first probe's start]
+        self._probes: dict[tuple, list] = {}     # family -> [probe names, when the first was seen running]
         self._held: dict[tuple, list] = {}       # family -> ready entries waiting for a probe
         self._long: set[tuple] = set()           # families found not short by a slow probe
 
@@ -104,9 +104,9 @@ class Bundler:
         f = self._family(name)
         probes = self._probes.get(f)
         if probes is None:
-            probes = self._probes[f] = [0, time.monotonic()]
-        if probes[0] < threads:
-            probes[0] += 1
+            probes = self._probes[f] = [[], None]
+        if len(probes[0]) < threads:
+            probes[0].append(name)
             return ALONE
         return HOLD
 
@@ -130,16 +130,22 @@ class Bundler:
             measured[1] += seconds
         return self._held.pop(f, [])
 
-    def expire(self) -> list:
+    def expire(self, running) -> list:
         """Families whose probe has run longer than a bundle's budget without a result are not short: their
-        held entries are released (they go alone)."""
+        held entries are released (they go alone). ``running``: names reported running (a probe waiting for a
+        worker, e.g. on a cluster that is starting, is not slow)."""
         if not self._held:
             return []
         now = time.monotonic()
         released = []
         for f in list(self._held):
             probes = self._probes.get(f)
-            if probes is not None and now - probes[1] > self.seconds and f not in self._measured:
+            if probes is None or f in self._measured:
+                continue
+            if probes[1] is None:
+                if any(n in running for n in probes[0]):
+                    probes[1] = now
+            elif now - probes[1] > self.seconds:
                 self._long.add(f)
                 released += self._held.pop(f)
         return released

@@ -385,7 +385,7 @@ class DistributedBackend(Collector):
         if self._started:
             self._count_threads()
             if self._bundler is not None:
-                for entry in self._bundler.expire():   # probes that run long: their family is not short
+                for entry in self._bundler.expire(self._started_names):   # probes that run long: their family is not short
                     heapq.heappush(self._ready, entry)
             self._fill()
 
