@@ -230,6 +230,7 @@ def test_clusters_page(project, capsys, caplog):
     assert "http://" in out                      # the dashboard link, printed
     assert "dashboard: http://" in caplog.text   # and logged by molexp
     assert len((project / "done.txt").read_text().split()) == 12 + 6  # by-address twice, dashboard once
+    assert ns["many_results"].ok and len(ns["many_results"]) == 500    # bundles
 
 
 # -- SLURM ------------------------------------------------------------------------------------------------
