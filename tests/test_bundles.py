@@ -4,6 +4,7 @@ re-runs only the members that had not finished."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -239,3 +240,28 @@ def test_adaptive_executor_runs_bundles(project):
     results = ex.execute(pool)
     assert results.ok and len(results) == 200
     assert ex.backend.bundled > 0
+
+
+def test_a_function_the_workers_cannot_import_fails_each_member_clearly(project, cluster_client, monkeypatch):
+    """The tasks' function lives in a module only the driver can import: every task fails, alone or from a
+    bundle, with the message a task run alone gives (and nothing hangs waiting for a probe)."""
+    from molexp import PythonTask
+
+    (project / "only_here.py").write_text("def work():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(project))
+    import only_here
+
+    e = Experiment("unloadable", workdir=project)
+    for i in range(30):
+        e.add_task(PythonTask(f"w{i:02d}", only_here.work))
+    # durations recorded by an "earlier run": the tasks are known to be short and go straight into bundles
+    (project / ".molexp" / "unloadable").mkdir(parents=True)
+    (project / ".molexp" / "unloadable" / "durations.json").write_text(
+        json.dumps({f"w{i:02d}": 0.001 for i in range(30)}))
+    results, keys = _bundle_keys(cluster_client, lambda: ExperimentExecutor(
+        e, client=cluster_client, progress=False, fault_tolerance="continue", bundle_seconds=4,
+        priority_scheduling=True).run())
+    assert keys, "nothing was bundled"
+    assert len(results) == 30
+    for r in results.values():
+        assert r.status is TaskStatus.FAILED and f"cannot load task {r.name!r} on this worker" in r.error, r

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import cloudpickle
 
-from ..run.runtime import load_context
-from .remote import run_remote
-
-_NO_SINK = object()
+from ..run.runtime import load_context, run_task
+from .remote import packed, unpacked
 
 # A member's result (pickled) up to this size travels as an event through the scheduler; a larger one comes
 # back with the bundle's return value (events are kept in the scheduler's log, up to 1,000 per topic).
@@ -32,6 +30,16 @@ class Rerun:
     __slots__ = ()
 
 
+class Unloadable:
+    """The return value of a bundle this worker could not load (a function it cannot import): nothing was
+    run; the driver sends the members again one by one, so each says for itself whether it can load."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str):
+        self.error = error
+
+
 class BundleDone:
     """A bundle's return value: the results not sent as events (too large), with their values packed."""
 
@@ -41,28 +49,27 @@ class BundleDone:
         self.kept = kept
 
 
-def run_bundle(claim: str, members_blob: bytes, ctx_blob: bytes) -> BundleDone | Rerun:
+def run_bundle(claim: str, members_blob: bytes, ctx_blob: bytes) -> BundleDone | Rerun | Unloadable:
     """Run the members of one bundle one after the other (``members_blob``: cloudpickle of a list of
-    ``(name, spec_blob, upstream results)``), each result sent as an event as soon as it is final."""
+    ``(name, task spec, upstream results)``, pickled together so that what they share, a function, travels
+    once), each result sent as an event as soon as it is final."""
     if not _claim(claim):
         return Rerun()
-    members = cloudpickle.loads(members_blob)
+    try:
+        ctx = load_context(ctx_blob)
+        members = cloudpickle.loads(members_blob)
+    except Exception as e:
+        return Unloadable(f"{type(e).__name__}: {e}")
+    sink = ctx.sink
     kept = []
-    sink = None
-    for name, spec_blob, upstream in members:
-        result = run_remote(name, spec_blob, ctx_blob, *upstream)
-        if sink is None:
-            try:
-                sink = load_context(ctx_blob).sink
-            except Exception:   # the member's result says why it could not load: it comes back with the bundle
-                sink = _NO_SINK
+    for name, spec, upstream in members:
+        result = packed(run_task(spec, ctx, *map(unpacked, upstream)))
         blob = cloudpickle.dumps(result)
-        if len(blob) <= STREAM_MAX and sink is not _NO_SINK:
+        if len(blob) <= STREAM_MAX:
             sink.finished(blob)
         else:
             kept.append(result)
-    if sink is not None and sink is not _NO_SINK:
-        sink.flush()   # before the bundle's end reaches the scheduler: the driver hears of the members first
+    sink.flush()   # before the bundle's end reaches the scheduler: the driver hears of the members first
     return BundleDone(kept)
 
 

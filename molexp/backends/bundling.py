@@ -53,7 +53,7 @@ class Bundler:
         self._families: dict[str, tuple] = {}
         self._measured: dict[tuple, list] = {}   # family -> [count, total seconds] measured in this run
         self._recorded: dict[tuple, float] | None = None   # family -> mean of the earlier run's records
-        self._probes: dict[tuple, list] = {}     # family -> [probe names, when the first was seen running]
+        self._probes: dict[tuple, list] = {}     # family -> [probes in flight, when one was first seen running]
         self._held: dict[tuple, list] = {}       # family -> ready entries waiting for a probe
         self._long: set[tuple] = set()           # families found not short by a slow probe
 
@@ -104,9 +104,9 @@ class Bundler:
         f = self._family(name)
         probes = self._probes.get(f)
         if probes is None:
-            probes = self._probes[f] = [[], None]
+            probes = self._probes[f] = [set(), None]
         if len(probes[0]) < threads:
-            probes[0].append(name)
+            probes[0].add(name)
             return ALONE
         return HOLD
 
@@ -116,18 +116,25 @@ class Bundler:
 
     def observe(self, result) -> list:
         """A task's final result: learn its family's duration from its last attempt; returns the held entries
-        this releases."""
-        log = result.attempt_log
-        if not log or result.name not in self._specs:
+        this releases (routed again: a probe that ended without running, e.g. a function the worker could
+        not load, taught nothing, and others of its family become the probes)."""
+        if result.name not in self._specs:
             return []
         f = self._family(result.name)
-        seconds = max(0.0, log[-1].end - log[-1].start)
-        measured = self._measured.get(f)
-        if measured is None:
-            self._measured[f] = [1, seconds]
-        else:
-            measured[0] += 1
-            measured[1] += seconds
+        probes = self._probes.get(f)
+        if probes is not None:
+            probes[0].discard(result.name)
+        log = result.attempt_log
+        if log:
+            seconds = max(0.0, log[-1].end - log[-1].start)
+            measured = self._measured.get(f)
+            if measured is None:
+                self._measured[f] = [1, seconds]
+            else:
+                measured[0] += 1
+                measured[1] += seconds
+        elif probes is None or probes[0]:
+            return []   # other probes are still out
         return self._held.pop(f, [])
 
     def expire(self, running) -> list:

@@ -10,7 +10,7 @@ import cloudpickle
 
 from ..run.spec import ClusterLost, EngineError, Finished, Resubmit
 from ..state.result import FailureKind, TaskResult, TaskStatus
-from .bundle import BundleDone
+from .bundle import BundleDone, Unloadable
 from .remote import unpacked
 
 # While more tasks are in flight than the cluster has threads, the collector waits this long after a future
@@ -115,7 +115,8 @@ class Collector:
         """A bundle's outcome: its members' results that were too big to come as events; or, for a copy that
         Dask ran again after its worker was lost (``Rerun``), its members to submit again (those already
         final are ignored by the driver). Members that had started there go alone from now on: one of them
-        may be what killed the worker."""
+        may be what killed the worker. A bundle the worker could not load (``Unloadable``) ran nothing: its
+        members go again alone, each to say for itself whether it loads."""
         members = self._bundles.pop(key)
         if isinstance(value, BundleDone):
             for result in value.kept:
@@ -124,7 +125,7 @@ class Collector:
                 queue.put(Finished(unpacked(result)))
             return
         for name in members:
-            if name in self._started_names:
+            if isinstance(value, Unloadable) or name in self._started_names:
                 self._bundler.go_alone(name)
         queue.put(Resubmit(tuple(members)))
 

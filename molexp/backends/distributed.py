@@ -214,18 +214,18 @@ class DistributedBackend(Collector):
         self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
 
     def _member(self, entry) -> tuple:
-        """(name, pickled spec, upstream results) of a ready entry: upstream results as data, as their workers
-        sent them (still pickled), else as the driver has them (tasks reused from a checkpoint)."""
+        """(name, spec, upstream results) of a ready entry: upstream results as data, as their workers sent
+        them (still pickled), else as the driver has them (tasks reused from a checkpoint)."""
         _, name, upstream = entry
         spec = self._compiled.specs[name]
         sent = self._sent
         args = tuple(sent.get(up.name, up) for up in upstream)
         self._submitted(spec.deps)
-        return name, cloudpickle.dumps(spec), args
+        return name, spec, args
 
     def _task(self, key: str, entry) -> Task:
-        name, spec_blob, args = self._member(entry)
-        return Task(key, run_remote, name, spec_blob, self._ctx_arg, *args)
+        name, spec, args = self._member(entry)
+        return Task(key, run_remote, name, cloudpickle.dumps(spec), self._ctx_arg, *args)
 
     def _add_bundle(self, graph: dict, entries: list) -> None:
         """One Dask task for ``entries`` (alone when there is one)."""

@@ -95,14 +95,18 @@ def run_remote(name: str, spec_blob: bytes, ctx_blob: bytes, *upstream: TaskResu
     """What a worker runs for one task (``runtime.run_packed``), with upstream values unpickled first and the
     task's own value pickled after: a value that cannot be pickled (a generator, a lock) fails this task,
     with the reason, where Dask would otherwise fail to send the result and lose the run."""
-    result = run_packed(name, spec_blob, ctx_blob, *map(unpacked, upstream))
+    return packed(run_packed(name, spec_blob, ctx_blob, *map(unpacked, upstream)))
+
+
+def packed(result: TaskResult) -> TaskResult:
+    """``result`` with its value pickled (see ``run_remote``)."""
     if result.value is not None:
         try:
             result.value = Packed(cloudpickle.dumps(result.value))
         except Exception as e:
             result.value = None
             result.status, result.failure = TaskStatus.FAILED, FailureKind.EXCEPTION.value
-            result.error = (f"the return value of task {name!r} cannot be sent back from the worker: "
+            result.error = (f"the return value of task {result.name!r} cannot be sent back from the worker: "
                             f"{type(e).__name__}: {e}")
     return result
 
