@@ -23,9 +23,9 @@ log = logging.getLogger("molexp")
 
 
 
-# At most this many tasks go to the scheduler in one graph. Without a window one finished task can ready
-# 100,000 others: as one graph that would be a message of ~100 MB (Dask warns over 10 MB) and a dask.order
-# over all of it.
+# At most this many tasks (bundle members count) go to the scheduler in one graph. Without a window one finished
+# task can ready 100,000 others: as one graph that would be a message of ~100 MB (Dask warns over 10 MB) and a
+# dask.order over all of it.
 _SUBMIT_CHUNK = 1000
 
 
@@ -51,6 +51,10 @@ class DistributedBackend(Collector):
     (Dask reschedules them), and a task recorded as completed is never executed twice in one run. Python
     values travel as cloudpickle bytes made on the worker (``run_remote``): a value that cannot be pickled
     fails its task there instead of the run.
+
+    With ``bundle_seconds`` > 0, ready tasks expected to be short travel as bundles (``bundling``: which ones;
+    ``bundle``: what the worker runs): one Dask task for several members, whose results come back as events
+    while the bundle goes on. Members count as tasks in flight.
     """
 
     name = "distributed"
@@ -184,6 +188,7 @@ class DistributedBackend(Collector):
         graph = {}
         bundle: list = []       # the bundle being filled: ready entries of short tasks of one user priority
         size, priority = 0, None
+        taken = 0               # tasks in ``graph`` and ``bundle``
         while self._ready and (bound is None or len(self._in_flight) < bound):
             entry = heapq.heappop(self._ready)
             name = entry[1]
@@ -204,9 +209,13 @@ class DistributedBackend(Collector):
                 graph[key] = self._task(key, entry)
             self._in_flight.add(name)
             self.submissions.append((time.time(), len(self._in_flight), bound))
-            if len(graph) >= _SUBMIT_CHUNK:
+            taken += 1
+            if taken >= _SUBMIT_CHUNK:
+                if bundle:
+                    self._add_bundle(graph, bundle)
+                    bundle = []
                 self._submit(graph)
-                graph = {}
+                graph, taken = {}, 0
         if bundle:
             self._add_bundle(graph, bundle)
         if graph:
@@ -385,7 +394,7 @@ class DistributedBackend(Collector):
         if self._started:
             self._count_threads()
             if self._bundler is not None:
-                for entry in self._bundler.expire(self._started_names):   # probes that run long: their family is not short
+                for entry in self._bundler.expire(self._started_names):   # a slow probe: its family is not short
                     heapq.heappush(self._ready, entry)
             self._fill()
 

@@ -20,7 +20,7 @@ _EVENTS = {"Started": Started, "Retrying": Retrying}   # what a worker sends, by
 
 class DistributedSink:
     """Events from a ``distributed`` worker: ``log_event`` on a per-run topic, read by the driver's
-    ``subscribe_topic`` handler. Results travel as Dask futures, not events.
+    ``subscribe_topic`` handler. Results travel as Dask futures, except a bundle member's (``finished``).
 
     A worker process gathers the events of ``_COALESCE`` seconds and sends them as one list: one message
     through the scheduler per batch instead of one per task start (a message each cost ~14 % of a run of
