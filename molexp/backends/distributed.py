@@ -428,6 +428,8 @@ class DistributedBackend(Collector):
     def _clear_claims(self) -> None:
         """Forget the bundles' claim events on the scheduler (one message each, sent together)."""
         claims, self._claims = self._claims, []
+        if getattr(self.client, "status", None) != "running":
+            return   # the scheduler is gone: so are the events
         scheduler = self.client.scheduler
 
         async def clear():
@@ -436,8 +438,8 @@ class DistributedBackend(Collector):
             await asyncio.gather(*(scheduler.event_clear(name=c) for c in claims), return_exceptions=True)
 
         try:
-            self.client.sync(clear)
-        except Exception:   # the scheduler is gone: so are the events
+            self.client.sync(clear, callback_timeout=5)
+        except Exception:   # the scheduler is going: so are the events
             pass
 
 
