@@ -175,8 +175,9 @@ class Journal:
         # The snapshot on disk already says what the log says (same experiment, written after as many records)
         # and nothing was recorded since: close() need not write it again (8 MB for 10,000 records).
         snap = loaded.snapshot
-        self._snapshot_current = (loaded.log_exists and snap is not None and snap["experiment"] == self.experiment
-                                  and snap["n_records"] == loaded.n_records)
+        # Only an intact one (its checksum matches): an edited or damaged snapshot is written again.
+        self._snapshot_current = (loaded.log_exists and snap is not None and loaded.snapshot_intact
+                                  and snap["experiment"] == self.experiment and snap["n_records"] == loaded.n_records)
         self._counts: dict[str, int] = _counts(self._records)
         self._next_snapshot = 0.0           # time.monotonic() before which no periodic snapshot is written
         self._since_snapshot = 0
