@@ -25,7 +25,7 @@ import shlex
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import FileDeclarationError, TemplateError
 from ..model.files import _MAGIC, groups
@@ -45,11 +45,14 @@ def _simple(blob: str) -> bool:
             and blob[-1:] not in ("/", "\0"))
 # -- one run's files ------------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class TaskFiles:
+class TaskFiles(NamedTuple):
     """One task's files in one run: absolute ``inputs`` (globs expanded) and ``outputs``; ``values`` are the
     template values they add to commands (shell-quoted); ``call`` the ``inputs``/``outputs`` arguments of a
-    Python task; ``declared`` the paths as written (after templating), for the fingerprint."""
+    Python task; ``declared`` the paths as written (after templating), for the fingerprint.
+
+    A tuple, not a class with slots: holding only text (tuples of str, a dict of str), the cyclic garbage
+    collector stops tracking it after its first look, where it went through 10,000 of them (and their
+    ``declared`` tuples) in every older-generation collection of a resume."""
 
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
