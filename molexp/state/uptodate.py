@@ -44,8 +44,13 @@ class Uncacheable(str):
     """A fingerprint that matches nothing: why the task's definition cannot be hashed deterministically."""
 
 
+_BLAKE8 = hashlib.blake2b(digest_size=8).copy   # (a copy of a made hasher: half the cost of making one, 0.4 us)
+
+
 def _h(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    h = _BLAKE8()
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 _JSON_PLAIN = re.compile(r'[ !#-\[\]-~]*')   # printable ASCII but " and \: json.dumps leaves it as it is
