@@ -48,7 +48,8 @@ def _simple(blob: str) -> bool:
 class TaskFiles(NamedTuple):
     """One task's files in one run: absolute ``inputs`` (globs expanded) and ``outputs``; ``values`` are the
     template values they add to commands (shell-quoted); ``call`` the ``inputs``/``outputs`` arguments of a
-    Python task; ``declared`` the paths as written (after templating), for the fingerprint.
+    Python task; ``declared`` the paths as written (after templating), for the fingerprint, or None when they
+    are the task's own ``inputs`` and ``outputs`` lists (nothing to render: the common case, three tuples fewer).
 
     A tuple, not a class with slots: holding only text (tuples of str, a dict of str), the cyclic garbage
     collector stops tracking it after its first look, where it went through 10,000 of them (and their
@@ -58,7 +59,7 @@ class TaskFiles(NamedTuple):
     outputs: tuple[str, ...]
     values: dict[str, str]
     shaped: dict[str, Any] | None   # ``call`` of a task with named files; None: two lists, made on demand
-    declared: tuple[tuple[str, ...], tuple[str, ...]]
+    declared: tuple[tuple[str, ...], tuple[str, ...]] | None
 
     @property
     def call(self) -> dict[str, Any]:
@@ -180,7 +181,8 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
                 values = {"inputs": " ".join(ins), "outputs": " ".join(outs)}   # what shlex.quote leaves as is
             else:
                 values = {"inputs": " ".join(map(shlex.quote, ins)), "outputs": " ".join(map(shlex.quote, outs))}
-            f = new_files(TaskFiles, (tuple(all_in), tuple(out_abs), values, None, (tuple(ins), tuple(outs))))
+            declared = None if plain == _SIMPLE else (tuple(ins), tuple(outs))   # None: the task's own lists
+            f = new_files(TaskFiles, (tuple(all_in), tuple(out_abs), values, None, declared))
         elif plain:
             f = _plain_files(t, cwd, ins, outs, out_abs, producers, strict, workdir, ups, stats, inside)
         else:

@@ -105,7 +105,8 @@ def fingerprints(order: list[str], specs: Mapping[str, Any],
             parts.append(f"env={_h(json.dumps(s.env, sort_keys=True))}")
         f = files.get(name)
         if f is not None:
-            parts.append(f"inputs={_h(_json_list(f.declared[0]))};outputs={_h(_json_list(f.declared[1]))}")
+            ins, outs = f.declared or (s.task.inputs, s.task.outputs)
+            parts.append(f"inputs={_h(_json_list(ins))};outputs={_h(_json_list(outs))}")
         if s.deps:
             ups = [out[d] for d in s.deps]
             if any(isinstance(u, Uncacheable) for u in ups):
