@@ -366,6 +366,42 @@ def test_hash_cache_reads_a_file_once_per_change(tmp_path):
     assert again.get(str(tmp_path / "nope")) is None
 
 
+def test_hash_cache_file_by_directory_and_older_format(tmp_path):
+    """The cache file holds each directory once with a list per field; it reads back the same entries, a
+    version-1 file (a list per path) is still read, and a malformed directory only makes its files be read
+    again (never a wrong hash)."""
+    import json
+
+    from molexp.state.filehash import FILENAME, HashCache
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        for i in range(3):
+            (tmp_path / sub / f"{i}.txt").write_text(f"{sub}{i}")
+    cache = HashCache()
+    hashes = {str(p): cache.get(str(p)) for p in sorted(tmp_path.glob("*/*.txt"))}
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    cache.save(ck)
+    data = json.loads((ck / FILENAME).read_text())
+    assert data["molexp_file_hashes"] == 2 and set(data["dirs"]) == {str(tmp_path / "a"), str(tmp_path / "b")}
+    again = HashCache.load(ck)
+    assert again.entries == cache.entries
+    assert {p: again.get(p) for p in hashes} == hashes and again.bytes_read == 0
+
+    v1 = {"molexp_file_hashes": 1, "files": {p: list(e) for p, e in cache.entries.items()}}
+    (ck / FILENAME).write_text(json.dumps(v1))
+    old = HashCache.load(ck)
+    assert {p: old.get(p) for p in hashes} == hashes and old.bytes_read == 0
+
+    data["dirs"][str(tmp_path / "a")][1][0] = 7                    # a hash that is not text
+    data["dirs"][str(tmp_path / "b")][2].pop()                     # columns of different lengths
+    (ck / FILENAME).write_text(json.dumps(data))
+    bad = HashCache.load(ck)
+    assert {p: bad.get(p) for p in hashes} == hashes
+    assert bad.bytes_read == len("a0") + 3 * len("b0")            # a/0.txt and all of b/ read again
+
+
 def test_files_survive_the_yaml_round_trip(project):
     exp = Experiment("yaml-files", workdir=project)
     exp.add_task(LocalTask("map", commands=["cat $reads > $bam"], inputs={"reads": ["a.txt", "b.txt"]},

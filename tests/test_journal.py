@@ -414,6 +414,75 @@ def test_corrupt_snapshot_raises(tmp_path):
     _assert_rejected(tmp_path, "exp", snap)
 
 
+def test_intact_snapshot_is_trusted_by_its_head_without_parsing_its_records(tmp_path):
+    """With a log, a snapshot whose checksum and size match is read by its head only (its records are not
+    parsed), and a journal closed without a record leaves it byte for byte."""
+    from molexp.state.journal_read import _load
+
+    make_journal(tmp_path, 4)
+    snap = tmp_path / SNAPSHOT_NAME
+    data = snap.read_bytes()
+    crc, size = json.loads(data)["checksum"]
+    assert size == len(data)
+    loaded = _load(tmp_path, "exp")
+    assert loaded.snapshot_intact and "records" not in loaded.snapshot and loaded.snapshot["n_records"] == 4
+    with Journal.open(tmp_path, experiment="exp") as j:
+        assert set(j.records()) == {"t0", "t1", "t2", "t3"}
+    assert snap.read_bytes() == data
+
+
+@pytest.mark.parametrize("edit", ["record", "head", "no checksum", "checksum"])
+def test_snapshot_checksum_mismatch_is_parsed_in_full_and_rewritten(tmp_path, edit):
+    """A snapshot that is still valid JSON but not what molexp wrote (a record or its head edited, an older
+    molexp's without a checksum, a wrong checksum) is parsed and checked in full, the log's records win, and
+    close() writes it again, intact."""
+    from molexp.state.journal_read import _load
+
+    make_journal(tmp_path, 3)
+    snap = tmp_path / SNAPSHOT_NAME
+    data = snap.read_bytes()
+    if edit == "record":      # same length: only the checksum tells
+        bad = data.replace(b'"status":"completed"', b'"status":"cached!!!"', 1)
+    elif edit == "head":
+        bad = data.replace(b'"experiment": "exp"', b'"experiment": "exp", "note": 1', 1)
+    elif edit == "no checksum":
+        bad = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b' "checksum"'))
+    else:
+        crc, size = json.loads(data)["checksum"]
+        bad = data.replace(f"[{crc}, {size}]".encode(), f"[{(crc + 1) % 2**32}, {size}]".encode())
+    assert bad != data
+    snap.write_bytes(bad)
+    loaded = _load(tmp_path, "exp")
+    assert not loaded.snapshot_intact and "records" in loaded.snapshot      # parsed and validated in full
+    assert {n: r["status"] for n, r in loaded.records.items()} == {f"t{i}": "completed" for i in range(3)}
+    with Journal.open(tmp_path, experiment="exp") as j:                       # truthful: the log's records
+        assert {n: r["status"] for n, r in j.records().items()} == {f"t{i}": "completed" for i in range(3)}
+    again = _load(tmp_path, "exp")
+    assert again.snapshot_intact and json.loads(snap.read_bytes())["records"]["t0"]["status"] == "completed"
+
+
+def test_snapshot_damaged_in_place_is_rejected(tmp_path):
+    """A byte of the records overwritten (same size, no longer JSON): the checksum does not match, the full
+    parse finds it, and the checkpoint is refused as before, untouched."""
+    make_journal(tmp_path, 3)
+    snap = tmp_path / SNAPSHOT_NAME
+    data = bytearray(snap.read_bytes())
+    data[data.index(b'"t1"') + 3] = ord("x")     # '"t1x' : the string is no longer closed
+    snap.write_bytes(bytes(data))
+    _assert_rejected(tmp_path, "exp", snap)
+
+
+def test_edited_snapshot_without_a_log_is_not_trusted(tmp_path):
+    """With no log, the snapshot is the only source of records: one that does not match its checksum is
+    refused (naming it), never used to call a task done."""
+    make_journal(tmp_path, 3)
+    os.rename(tmp_path / JOURNAL_NAME, tmp_path / "lost.jsonl")
+    snap = tmp_path / SNAPSHOT_NAME
+    snap.write_bytes(snap.read_bytes().replace(b'"fingerprint":"fp1"', b'"fingerprint":"fp9"', 1))
+    err = _assert_rejected(tmp_path, "exp", snap)
+    assert "checksum" in str(err)
+
+
 def test_truncated_log_detected_against_snapshot(tmp_path):
     make_journal(tmp_path, 5)
     log = tmp_path / JOURNAL_NAME
@@ -516,7 +585,8 @@ def test_close_keeps_a_current_snapshot_and_rewrites_a_stale_or_missing_one(tmp_
     with Journal.open(tmp_path, experiment="exp"):
         pass
     again = json.loads(snap.read_bytes())
-    assert again == json.loads(before) | {"written": again["written"], "time": again["time"]}
+    assert again == json.loads(before) | {"written": again["written"], "time": again["time"],
+                                          "checksum": again["checksum"]}   # (the checksum covers the time)
 
     with Journal.open(tmp_path, experiment="exp") as j:
         j.record("b", "g", "failed", {"rc": 1})

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 FILENAME = "file_hashes.json"
 _CHUNK = 1 << 20
-_VERSION = 1
+_VERSION = 2   # 1: {"files": {path: [size, mtime, ctime, inode, hash]}} (still read)
 
 Signature = tuple  # (size, mtime_ns, ctime_ns, inode)
 
@@ -73,10 +73,41 @@ def hash_outputs(paths: Iterable[str]) -> tuple[dict[str, str], dict[str, tuple]
     return {p: h for p, h in hashes.items() if h is not None}, dict(cache.fresh)
 
 
+def _to_columns(entries: dict[str, tuple]) -> dict[str, list[list]]:
+    """directory -> [names, hashes, sizes, mtimes, ctimes, inodes]: each directory written once and each field
+    a flat list of numbers or text, which JSON reads back ~30 % faster than a list per file (20,000 files:
+    20 ms against 27, with the tuples made)."""
+    out: dict[str, list[list]] = {}
+    for path, e in entries.items():
+        if e.__class__ is not tuple or len(e) != 5 or path[:1] != "/":
+            continue
+        d, _, name = path.rpartition("/")
+        cols = out.get(d)
+        if cols is None:
+            cols = out[d] = [[], [], [], [], [], []]
+        cols[0].append(name)
+        cols[1].append(e[4])
+        for i in range(4):
+            cols[2 + i].append(e[i])
+    return out
+
+
+def _from_columns(dirs: dict) -> dict[str, tuple]:
+    """The entries of ``_to_columns``' lists (a malformed directory is left out: its files are read again)."""
+    entries: dict[str, tuple] = {}
+    for d, cols in dirs.items():
+        if cols.__class__ is not list or len(cols) != 6 or len({len(c) for c in cols}) != 1:
+            continue
+        names, hashes, sizes, mtimes, ctimes, inodes = cols
+        top = d + "/"
+        entries.update(zip([top + n for n in names], zip(sizes, mtimes, ctimes, inodes, hashes)))
+    return entries
+
+
 class HashCache:
     """path -> ``(size, mtime_ns, ctime_ns, inode, hash)`` (the file's signature and content hash), loaded
-    from and saved to a checkpoint directory (a JSON array each; a malformed entry only means the file is read
-    again). ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded.
+    from and saved to a checkpoint directory (by directory, a JSON array per field: ``_to_columns``; a malformed
+    entry only means the file is read again). ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded.
 
     Entries are tuples, not the lists JSON gives: the cyclic garbage collector stops tracking a tuple of
     numbers and text the first time it sees it, whereas it goes through lists in every collection of an older
@@ -98,8 +129,13 @@ class HashCache:
     def load(cls, directory: str | os.PathLike) -> "HashCache":
         try:
             data = json.loads((pathlib.Path(directory) / FILENAME).read_text())
-            entries = data["files"] if data.get("molexp_file_hashes") == _VERSION else {}
-            entries = {p: tuple(e) for p, e in entries.items() if e.__class__ is list}
+            version = data.get("molexp_file_hashes")
+            if version == _VERSION:
+                entries = _from_columns(data["dirs"])
+            elif version == 1:   # one [size, mtime, ctime, inode, hash] list per path
+                entries = {p: tuple(e) for p, e in data["files"].items() if e.__class__ is list}
+            else:
+                entries = {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return cls()
         return cls(entries)
@@ -107,7 +143,7 @@ class HashCache:
     def save(self, directory: str | os.PathLike, keep: Iterable[str] | None = None) -> None:
         """Write the cache (only the paths in ``keep`` when given) atomically into ``directory``."""
         entries = self.entries if keep is None else {p: self.entries[p] for p in keep if p in self.entries}
-        data = {"molexp_file_hashes": _VERSION, "files": entries}
+        data = {"molexp_file_hashes": _VERSION, "dirs": _to_columns(entries)}
         path = pathlib.Path(directory) / FILENAME
         tmp = path.with_name(f".{FILENAME}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(data, separators=(",", ":")))

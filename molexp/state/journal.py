@@ -24,9 +24,13 @@ Files in the directory
     and at ``close()`` (unless it is current: a journal opened and closed without a record, as by a resume that
     reuses every task, leaves it as it was). A snapshot rewrites every record, so on large runs they are spaced
     further apart: writing them takes at most 2% of the run's time (the log has every outcome the moment it
-    happens either way). On open it is validated and cross-checked (a log with fewer records than the snapshot
-    says it had is reported as truncated), but the log wins. If the log is missing, the snapshot's records seed
-    a new log.
+    happens either way). Its head ends with ``"checksum": [crc32, size]``, the CRC-32 of every other byte of the
+    file and its size. On open it is cross-checked (a log with fewer records than the snapshot says it had is
+    reported as truncated), but the log wins: with a log, a snapshot whose checksum and size match is read by
+    its head only (parsing 10,000 records took ~0.1 s of a resume); one that does not match (cut, edited,
+    damaged, or from an older molexp) is parsed and validated in full, and written again at ``close()``. If the
+    log is missing, the snapshot's records seed a new log; a snapshot that then does not match its checksum is
+    refused rather than trusted.
 ``journal.lock``
     Held with ``fcntl.flock(LOCK_EX | LOCK_NB)`` while a ``Journal`` is open; holds the holder's pid and host as JSON.
     The kernel drops a flock when its process dies, so a ``kill -9``-ed run leaves no stale lock to clean up.
@@ -175,8 +179,9 @@ class Journal:
         # The snapshot on disk already says what the log says (same experiment, written after as many records)
         # and nothing was recorded since: close() need not write it again (8 MB for 10,000 records).
         snap = loaded.snapshot
-        self._snapshot_current = (loaded.log_exists and snap is not None and snap["experiment"] == self.experiment
-                                  and snap["n_records"] == loaded.n_records)
+        # Only an intact one (its checksum matches): an edited or damaged snapshot is written again.
+        self._snapshot_current = (loaded.log_exists and snap is not None and loaded.snapshot_intact
+                                  and snap["experiment"] == self.experiment and snap["n_records"] == loaded.n_records)
         self._counts: dict[str, int] = _counts(self._records)
         self._next_snapshot = 0.0           # time.monotonic() before which no periodic snapshot is written
         self._since_snapshot = 0

@@ -13,7 +13,8 @@ import socket
 
 from ..errors import CheckpointError
 from .journal_format import (_FILE_SUFFIXES, _HINT, _KNOWN_FILES, _VALUE_RE, FORMAT_VERSION, JOURNAL_NAME,
-                             LOCK_NAME, SNAPSHOT_NAME, VALUES_DIR, _counts, _internal, _public, _record_problem)
+                             LOCK_NAME, SNAPSHOT_NAME, VALUES_DIR, CHECKSUM_KEY, _counts, _internal, _public,
+                             _record_problem, snapshot_head)
 from .journal_io import _pid_alive, _read_holder
 
 # --------------------------------------------------------------------------------------------- reading
@@ -32,18 +33,43 @@ class _Loaded:
         self.log_size = 0
         self.ends_with_newline = True
         self.torn: tuple[int, int] | None = None   # (offset, length) of an unterminated, incomplete last line
-        self.snapshot: dict | None = None
+        self.snapshot: dict | None = None   # its head only (no "records") when the log exists and it is intact
+        self.snapshot_intact = False       # the snapshot's checksum and size match: it is as molexp wrote it
 
 
-def _read_snapshot(path: pathlib.Path, experiment: str | None) -> dict | None:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+def _read_snapshot(path: pathlib.Path, data: bytes | None, *, records: bool, out: _Loaded) -> dict | None:
+    """The snapshot in ``data`` (its bytes, None if there is none), checked. Without ``records`` (the log
+    exists and is the truth) a snapshot whose checksum and size match is trusted as written and only its head
+    is read; anything else is parsed and validated in full (``CheckpointError`` when it is not valid)."""
+    if data is None:
         return None
+    if not records:
+        head = snapshot_head(data)
+        if head is not None:
+            _check_snapshot_head(path, head)
+            out.snapshot_intact = True
+            return head
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"snapshot {path} is not valid JSON ({exc}); {_HINT}", str(path)) from None
+    _check_snapshot_head(path, obj)
+    recs = obj.get("records")
+    if not isinstance(recs, dict):
+        raise CheckpointError(f"snapshot {path} lacks 'records' (object) or 'n_records' (integer); {_HINT}", str(path))
+    for name, rec in recs.items():
+        problem = _record_problem({"name": name, **rec}) if isinstance(rec, dict) else "not an object"
+        if problem:
+            raise CheckpointError(f"snapshot {path}: record {name!r}: {problem}; {_HINT}", str(path))
+    out.snapshot_intact = snapshot_head(data) is not None
+    if records and not out.snapshot_intact and CHECKSUM_KEY in obj:
+        # The only source of the records, and not what molexp wrote (cut, edited, bits flipped): not trusted.
+        raise CheckpointError(f"snapshot {path} does not match its checksum (it was modified or is corrupt) and "
+                              f"there is no journal to check it against; {_HINT}", str(path))
+    return obj
+
+
+def _check_snapshot_head(path: pathlib.Path, obj) -> None:
     if not isinstance(obj, dict) or "molexp_state" not in obj:
         raise CheckpointError(f"snapshot {path} is not a molexp workflow state (no 'molexp_state' key); {_HINT}",
                               str(path))
@@ -52,18 +78,9 @@ def _read_snapshot(path: pathlib.Path, experiment: str | None) -> dict | None:
                               f"version {FORMAT_VERSION}; {_HINT}", str(path))
     if not isinstance(obj.get("experiment"), str):
         raise CheckpointError(f"snapshot {path} has no experiment name; {_HINT}", str(path))
-    if experiment is not None and obj["experiment"] != experiment:
-        raise CheckpointError(f"snapshot {path} belongs to experiment {obj['experiment']!r}, not {experiment!r}; "
-                              f"{_HINT}", str(path))
-    records = obj.get("records")
     n_records = obj.get("n_records")
-    if not isinstance(records, dict) or not isinstance(n_records, int) or isinstance(n_records, bool):
+    if not isinstance(n_records, int) or isinstance(n_records, bool):
         raise CheckpointError(f"snapshot {path} lacks 'records' (object) or 'n_records' (integer); {_HINT}", str(path))
-    for name, rec in records.items():
-        problem = _record_problem({"name": name, **rec}) if isinstance(rec, dict) else "not an object"
-        if problem:
-            raise CheckpointError(f"snapshot {path}: record {name!r}: {problem}; {_HINT}", str(path))
-    return obj
 
 
 def _read_log(path: pathlib.Path, experiment: str | None, out: _Loaded) -> None:
@@ -148,8 +165,13 @@ def _load(directory: pathlib.Path, experiment: str | None) -> _Loaded:
     log_path = directory / JOURNAL_NAME
     # The snapshot is read first: the log only grows, so a concurrent writer cannot make the log look shorter.
     # The log is checked for the experiment first, so a foreign checkpoint is reported by its source of truth.
-    snapshot = _read_snapshot(snap_path, None)
+    try:
+        snap_data: bytes | None = snap_path.read_bytes()
+    except FileNotFoundError:
+        snap_data = None
     _read_log(log_path, experiment, out)
+    # With a log (the truth), an intact snapshot's records are not parsed: ~0.1 s for 10,000 tasks.
+    snapshot = _read_snapshot(snap_path, snap_data, records=not out.log_exists, out=out)
     out.snapshot = snapshot
     if snapshot is not None:
         if experiment is not None and snapshot["experiment"] != experiment:
