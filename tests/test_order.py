@@ -143,7 +143,7 @@ def test_order_matters_only_where_ready_tasks_can_rank_differently():
         order = [n for n, _ in tasks]
         deps = dict(tasks)
         dependents = {n: [m for m, ds in tasks if n in ds] for n in order}
-        return order_matters(order, deps, ranks(order, dependents, known or {}))
+        return order_matters(order, deps.__getitem__, ranks(order, dependents, known or {}))
 
     independent = [(f"t{i}", ()) for i in range(5)]
     chain = [(f"c{i}", (f"c{i - 1}",) if i else ()) for i in range(5)]

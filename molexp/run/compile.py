@@ -199,8 +199,8 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: 
     user = {n: tasks[n].priority for n in order if tasks[n].priority is not None} \
         if config.priority_scheduling else None
     rank = ranks(order, graph.dependents(), known, user)
-    priorities = {keys[n]: p for n, p in places(order, rank).items()}
-    matters = order_matters(order, {n: tasks[n].deps for n in order}, rank)
+    priorities = places(order, rank, keys)
+    matters = order_matters(order, lambda n: tasks[n].deps, rank)
     return Compiled(keys, specs, ctx, ctx_key, priorities=priorities, durations_path=path, known_durations=known,
                     order_matters=matters, log_lock=log_lock)
 

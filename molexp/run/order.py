@@ -16,7 +16,7 @@ anything in a graph (otherwise it leaves Dask's ready list alone).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ..state.durations import critical_path
 
@@ -38,17 +38,18 @@ def ranks(order: list[str], dependents: Mapping[str, Iterable[str]], known: Mapp
     return {n: (get(n) or 0) + length[n] * scale for n in order}
 
 
-def places(order: list[str], rank: Mapping[str, float]) -> dict[str, int]:
-    """name -> its place in the order of ready tasks as a priority: ``len(order)`` for the first (highest
-    rank), 1 for the last; equal ranks in ``order``'s order (a stable sort)."""
+def places(order: list[str], rank: Mapping[str, float], keys: Mapping[str, str] | None = None) -> dict[str, int]:
+    """name (or ``keys[name]``) -> its place in the order of ready tasks as a priority: ``len(order)`` for the
+    first (highest rank), 1 for the last; equal ranks in ``order``'s order (a stable sort)."""
     first = sorted(range(len(order)), key=[-rank[n] for n in order].__getitem__)
     n = len(order)
-    return {order[i]: n - place for place, i in enumerate(first)}
+    out = [keys[o] for o in order] if keys is not None else order
+    return {out[i]: n - place for place, i in enumerate(first)}
 
 
-def order_matters(order: list[str], deps: Mapping[str, Iterable[str]], rank: Mapping[str, float]) -> bool:
+def order_matters(order: list[str], deps: Callable[[str], Iterable[str]], rank: Mapping[str, float]) -> bool:
     """Whether tasks of different ranks can be ready at the same time, so that the order of ready tasks can
-    change what runs; O(tasks + edges). ``deps``: name -> its dependencies (names outside ``order`` are done).
+    change what runs; O(tasks + edges). ``deps(name)``: its dependencies (names outside ``order`` are done).
 
     False when every task has the same rank (independent tasks on a first run), and when the graph is graded:
     all tasks at one depth have the same rank and each depends on every task one level up (a chain, uniform
@@ -63,7 +64,7 @@ def order_matters(order: list[str], deps: Mapping[str, Iterable[str]], rank: Map
     level_rank: list[float] = []
     level_size: list[int] = []
     for name in order:
-        d = 1 + max((depth[x] for x in deps[name] if x in depth), default=-1)
+        d = 1 + max((depth[x] for x in deps(name) if x in depth), default=-1)
         depth[name] = d
         r = rank[name]
         if d == len(level_rank):
@@ -74,6 +75,6 @@ def order_matters(order: list[str], deps: Mapping[str, Iterable[str]], rank: Map
         level_size[d] += 1
     for name in order:
         d = depth[name]
-        if d and len({x for x in deps[name] if depth.get(x) == d - 1}) != level_size[d - 1]:
+        if d and len({x for x in deps(name) if depth.get(x) == d - 1}) != level_size[d - 1]:
             return True
     return False
