@@ -3,9 +3,9 @@
 With no options, among the tasks ready at a moment the one with the longest remaining path to the end of the
 graph starts first: measured in the seconds earlier runs of the experiment recorded (``state.durations``),
 else in tasks; ties go in topological order, which is the declaration order when every task is declared after
-its dependencies. Starting long chains early is what shortens a run's makespan (W4, 60 random tasks on 4
-workers: 1.23 of the lower bound in Dask's order against 1.15 for first-in-first-out; see
-benchmarks/results/order-session9.md). With ``priority_scheduling=True`` the tasks' own ``priority`` ranks first
+its dependencies. Starting long chains early is what shortens a run's makespan (W4, 60 random `sleep`s on 4
+workers: 1.05-1.15 of the lower bound against 1.14-1.24 in Dask's order and 1.27-1.44 for first-in-first-out,
+same runs, loaded machine; benchmarks/results/order-session9.md). With ``priority_scheduling=True`` the tasks' own ``priority`` ranks first
 and the path length breaks ties (``ranks``).
 
 ``places`` gives each task one distinct number, higher first (``Compiled.priorities``): the local backend keeps
