@@ -219,7 +219,7 @@ def test_large_graphs_run_in_slices_locally_and_incrementally_on_a_cluster(proje
     assert failed["n1_0"].status.value == "failed"
     assert failed["n4_0"].status.value == "skipped" and "upstream" in failed["n4_0"].reason
     assert failed["n4_2"].ok                       # not downstream of n1_0: still ran, in a later slice
-    # with priorities (the local pool then waits for what each finished task makes ready): same outcomes
+    # with priorities (the local scheduler then keeps its ready list in order across slices): same outcomes
     ranked = ExperimentExecutor(layered(fail=(1, 0)), progress=False, max_workers=2, fault_tolerance="continue",
                                 priority_scheduling=True, **target).run()
     assert {n: r.status for n, r in ranked.items()} == {n: r.status for n, r in failed.items()}

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import heapq
 import threading
-import time
-from collections import deque
+from bisect import insort
 from concurrent.futures import Future, InvalidStateError
 from functools import partial
 from queue import SimpleQueue
 
 from .cluster import default_workers
-from dask.task_spec import DataNode, Task
+from dask.task_spec import DataNode
 
 from ..run.spec import EngineDone, EngineError, Finished
 
@@ -52,38 +50,19 @@ class LocalBackend:
         import dask.threaded
 
         names = list(compiled.keys)
-        declared = {key: i for i, key in enumerate(compiled.keys.values())}
-        pretask = None
-        if compiled.priorities:
-            # Dask's local scheduler decides what is ready; every ready task goes to a pool that starts the
-            # highest priority first (dask.local itself orders ready tasks by dask.order, not by priority).
-            pool = self._pool = PriorityPool(self.workers, compiled.priorities)
-            pretask = pool.pretask
-        else:
-            self._pool = SplitPool(self.workers)
-
-        def start_state(dsk, state) -> None:
-            """Tasks ready at the start (independent ones, the first of each chain) start in the order they were
-            declared, not in the order of their keys' sort (where dask.order leaves ties): the scheduler takes
-            ``state["ready"]`` from its end, so the first declared goes last. One sort per slice."""
-            state["ready"].sort(key=lambda key: -declared.get(key, -1))
-
-        callbacks = ((None, start_state, pretask, None, None),)
+        self._pool = SplitPool(self.workers)
+        order = ReadyOrder(compiled)
+        callbacks = ((None, order.start_state, order.pretask, order.posttask, None),) if order.needed \
+            else ((None, order.start_state, None, None, None),)
         # get_async hands at most `slots` chunks of `chunk` tasks to the pool at a time: the pool size, or the
-        # batch window (one task a chunk), or everything ready (priorities: the pool chooses, one at a time).
-        slots = self.window or (len(names) + 1 if compiled.priorities else self.workers)
-        chunk = 1 if self.window or compiled.priorities else chunk_size(len(names), self.workers)
+        # batch window (one task a chunk); the rest wait in its ready list, best rank last (ReadyOrder).
+        # Tasks known to be long go one a chunk: the next task is chosen only when a worker is free.
+        slots = self.window or self.workers
+        chunk = 1 if self.window or order.long_tasks else chunk_size(len(names), self.workers)
         # callbacks given: Dask then leaves the process's global callbacks alone (a user's ProgressBar in another
         # thread keeps working while a run goes on)
         get = partial(dask.local.get_async, self._pool.submit, slots, get_id=threading.get_ident,
                       pack_exception=dask.threaded.pack_exception, chunksize=chunk, callbacks=callbacks)
-
-        if isinstance(self._pool, PriorityPool):
-            pool, plain_get = self._pool, get
-
-            def get(dsk, keys):
-                pool.watch(dsk)
-                return plain_get(dsk, keys)
 
         def engine():
             try:
@@ -186,6 +165,55 @@ def run_in_segments(get, compiled, names: list, size: int) -> None:
         done.update(zip(keys, get(dsk, keys)))
 
 
+class ReadyOrder:
+    """Dask callbacks that keep ``dask.local.get_async``'s list of ready tasks in the run's order: the
+    scheduler takes the next task from the end of ``state["ready"]``, so the list is kept sorted by
+    ``Compiled.priorities`` (higher last; see ``run.order``). ``start_state`` sorts the tasks ready at a slice's
+    start; ``posttask`` (called after Dask appended the tasks a finished task made ready) inserts those where
+    they belong; ``pretask`` notes the length of the sorted list as tasks leave it. A worker that frees up thus
+    gets the best ready task, including what its own last task just made ready.
+
+    ``needed`` (``Compiled.order_matters``): tasks of different ranks can be ready at once. Otherwise only
+    ``start_state`` is installed (the tasks ready at the start go in declaration order) and Dask's own order
+    stays, at no cost per task. ``long_tasks``: the recorded durations say tasks take 50 ms or more on average
+    (then one task a chunk)."""
+
+    long_seconds = 0.05
+
+    def __init__(self, compiled):
+        self.rank = compiled.priorities or {key: -i for i, key in enumerate(compiled.keys.values())}
+        self.needed = compiled.order_matters
+        known = compiled.known_durations
+        self.long_tasks = bool(known) and sum(known.values()) / len(known) >= self.long_seconds
+        self._sorted = 0   # state["ready"][:_sorted] is in order
+
+    def _key(self, key):
+        return self.rank.get(key, _FIRST)
+
+    def start_state(self, dsk, state) -> None:
+        """The tasks ready at a slice's start, best last (one sort per slice)."""
+        state["ready"].sort(key=self._key)
+        self._sorted = len(state["ready"])
+
+    def pretask(self, key, dsk, state) -> None:
+        """A task left the end of the ready list: what remains is still in order."""
+        self._sorted = len(state["ready"])
+
+    def posttask(self, key, result, dsk, state, worker_id) -> None:
+        """Dask appended the tasks that ``key`` made ready: put each where its rank belongs."""
+        ready = state["ready"]
+        if len(ready) > self._sorted:
+            new = ready[self._sorted:]
+            del ready[self._sorted:]
+            rank = self._key
+            for k in new:
+                insort(ready, k, key=rank)
+            self._sorted = len(ready)
+
+
+_FIRST = float("inf")   # anything unknown in the ready list goes first
+
+
 class SplitPool:
     """``submit`` for ``dask.local.get_async`` with chunks: a chunk of ready tasks that Dask's scheduler hands
     over at once (``batch_execute_tasks(tasks)``) is split again here, so a free thread always takes the next
@@ -254,106 +282,3 @@ class _Chunk:
                 self.future.set_exception(error)
         except InvalidStateError:  # cancelled meanwhile, or an earlier error was set
             pass
-
-
-class PriorityPool:
-    """``submit`` for ``dask.local.get_async``: ready tasks wait in a heap and ``workers`` threads run the
-    highest priority first (ties: first submitted first).
-
-    A worker that has just finished a task picks its next one only once the tasks that this made ready have
-    been submitted (Dask's engine thread submits them a moment later): otherwise it would start a less urgent
-    task that was already waiting while the next task of the critical path waits for a worker. ``watch(dsk)``
-    tells the pool the graph being run, so that it knows what each task makes ready."""
-
-    # never wait longer than this for an expected submission (the engine may have stopped)
-    expect_timeout = 0.05
-
-    def __init__(self, workers: int, priorities: dict):
-        self._priorities = priorities
-        self._heap: list = []
-        self._seq = 0
-        self._cond = threading.Condition()
-        self._closed = False
-        self._dependents: dict = {}
-        self._left: dict = {}       # task key -> dependencies (tasks of the watched graph) not finished yet
-        self._expected: set = set()  # made ready by a finished task, not submitted yet
-        self._keys: deque = deque()  # keys announced by ``pretask``, not submitted yet
-        self._threads = [threading.Thread(target=self._work, name=f"molexp-worker-{i}", daemon=True)
-                         for i in range(workers)]
-        for t in self._threads:
-            t.start()
-
-    def watch(self, dsk: dict) -> None:
-        """The graph about to run: which of its tasks each task's completion can make ready."""
-        tasks = {k for k, v in dsk.items() if isinstance(v, Task)}
-        dependents: dict = {}
-        left = {}
-        self._keys.clear()
-        for key in tasks:
-            deps = [d for d in dsk[key].dependencies if d in tasks]
-            left[key] = len(deps)
-            for d in deps:
-                dependents.setdefault(d, []).append(key)
-        with self._cond:
-            self._dependents, self._left, self._expected = dependents, left, set()
-
-    def pretask(self, key, dsk, state) -> None:
-        """Dask's ``pretask`` callback: called in the engine thread for each task about to be submitted, in the
-        order of the submissions that follow (one task each: chunk size 1), so ``submit`` knows its key."""
-        self._keys.append(key)
-
-    def submit(self, fn, *args):
-        future: Future = Future()
-        key = self._keys.popleft()
-        with self._cond:
-            self._seq += 1
-            heapq.heappush(self._heap, (-self._priorities.get(key, 0), self._seq, key, fn, args, future))
-            self._expected.discard(key)
-            if self._expected:
-                self._cond.notify()
-            else:  # workers holding back for this submission may choose now
-                self._cond.notify_all()
-        return future
-
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                deadline = None
-                while not self._closed and (not self._heap or self._expected):
-                    if self._heap:  # tasks are waiting, but more urgent ones may be on their way
-                        deadline = deadline or time.monotonic() + self.expect_timeout
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            self._expected.clear()
-                            break
-                        self._cond.wait(left)
-                    else:
-                        self._cond.wait()
-                if self._closed and not self._heap:
-                    return
-                _, _, key, fn, args, future = heapq.heappop(self._heap)
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args)
-                except BaseException as e:
-                    future.set_exception(e)
-                else:
-                    self._finished(key)
-                    future.set_result(result)
-
-    def _finished(self, key) -> None:
-        """Before Dask hears that ``key`` finished: expect the submission of the tasks it makes ready."""
-        with self._cond:
-            for d in self._dependents.get(key, ()):
-                self._left[d] -= 1
-                if self._left[d] == 0:
-                    self._expected.add(d)
-
-    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
-        with self._cond:
-            self._closed = True
-            if cancel_futures:
-                for *_, future in self._heap:
-                    future.cancel()
-                self._heap.clear()
-            self._cond.notify_all()

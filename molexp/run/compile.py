@@ -26,6 +26,7 @@ from dask.task_spec import Task as DaskTask
 
 from ..state import durations
 from .config import ExecutionConfig
+from .order import order_matters, places, ranks
 from ..state.files import TaskFiles
 from ..gc_pause import gc_paused
 from ..model.graph import TaskGraph
@@ -44,7 +45,8 @@ _SAFE = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]*")
 class Compiled:
     """A compiled run: ``keys`` (task name -> Dask key, in topological order), ``specs`` (the tasks that run),
     ``reused`` (tasks reused from a checkpoint: their results enter the graph as data), the run context and
-    its key; ``priorities`` (key -> priority, higher first) when the run schedules by priority.
+    its key; ``priorities`` (key -> its place in the run's order of ready tasks, higher first, all distinct:
+    ``run.order``), always set.
 
     The Dask tasks themselves (``dask.task_spec.Task``) are made by ``task``/``tasks`` when a backend hands
     them to Dask (the local backend a slice at a time, the cluster backend as inputs finish), and ``graph()``
@@ -56,8 +58,11 @@ class Compiled:
     ctx_key: str
     reused: dict[str, TaskResult] = field(default_factory=dict)
     priorities: dict[str, float] | None = None
-    durations_path: str | None = None     # where this run's task durations are recorded (priority scheduling)
-    known_durations: dict[str, float] | None = None  # what that file held when the run was compiled
+    durations_path: str | None = None     # where the run's task durations are recorded (at its end)
+    # task name -> seconds its last completed run took, from earlier runs of the experiment (durations.json
+    # as it was when this run was compiled; empty when there are no records)
+    known_durations: dict[str, float] | None = None
+    order_matters: bool = True   # tasks of different priorities can be ready at once (run/order.py)
     log_lock: int | None = None           # the lock held on the shared log directory (see _log_dir)
 
     def release(self) -> None:
@@ -188,14 +193,16 @@ def _compile(graph: TaskGraph, ctx: RunContext, config: ExecutionConfig, files: 
         if log_lock is not None:   # bad input: the run never starts
             os.close(log_lock)
         raise
-    if not config.priority_scheduling:
-        return Compiled(keys, specs, ctx, ctx_key, log_lock=log_lock)
+    # The order of ready tasks on both schedulers: see run/order.py.
     path = os.path.join(run_dir, durations.FILENAME)
     known = durations.load(path)
-    critical = durations.critical_path(order, graph.dependents(), known)
-    priorities = {keys[n]: (tasks[n].priority if tasks[n].priority is not None else critical[n]) for n in order}
+    user = {n: tasks[n].priority for n in order if tasks[n].priority is not None} \
+        if config.priority_scheduling else None
+    rank = ranks(order, graph.dependents(), known, user)
+    priorities = places(order, rank, keys)
+    matters = order_matters(order, lambda n: tasks[n].deps, rank)
     return Compiled(keys, specs, ctx, ctx_key, priorities=priorities, durations_path=path, known_durations=known,
-                    log_lock=log_lock)
+                    order_matters=matters, log_lock=log_lock)
 
 
 def _spec(t: Task, ctx: RunContext, config: ExecutionConfig, params: Mapping[str, Any], environ: Mapping,

@@ -116,7 +116,7 @@ class RunSession:
             e.results = self._results()
             raise
         finally:
-            if self.compiled.durations_path is not None:  # priority scheduling: remember durations
+            if self.compiled.durations_path is not None:  # for the next run's order (state.durations)
                 durations.save(self.compiled.durations_path, self.compiled.known_durations or {},
                                self.driver.finals().values())
             self.close()
