@@ -194,17 +194,21 @@ def _link(fd: int, path: str) -> str | None:
     """Give the anonymous file ``fd`` the name ``path`` (replacing a file of that name atomically); copies
     it there when linking is refused. Returns ``path``, or None (with a warning) when neither works."""
     source = f"/proc/self/fd/{fd}"
+    # linkat(..., AT_SYMLINK_FOLLOW), which os.link calls only when given a directory descriptor (ignored for
+    # an absolute path); plain link(2) would link the /proc symlink itself and fail with EXDEV.
     try:
         try:
-            os.link(source, path)
+            os.link(source, path, src_dir_fd=fd)
         except FileExistsError:
             temporary = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
-            os.link(source, temporary)
+            os.link(source, temporary, src_dir_fd=fd)
             os.replace(temporary, path)
         return path
     except OSError as e:
         first = e
     _anonymous[os.path.dirname(path)] = False   # named files from now on in this directory
+    log.debug("molexp: cannot link the log file %s (%s): copied, and named files from now on", path,
+              os_error(first))
     try:
         _copy(fd, path)
         return path
