@@ -5,6 +5,8 @@ on the local scheduler and on a LocalCluster of worker processes."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,3 +180,20 @@ def test_a_task_whose_processes_outlive_it_names_its_logs_for_them(project):
     while Path(r.stdout_path).read_text() != "later\n" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert Path(r.stdout_path).read_text() == "later\n"
+
+
+def test_molexp_logs_says_truly_when_a_log_was_empty_or_not_kept(project):
+    e = Experiment("cli-logs", workdir=project)
+    e.add_task(LocalTask("talks", commands=["echo hello"]))
+    run(e, checkpoint_dir="ck", keep_logs="failed")
+
+    def logs_cli(*args):
+        return subprocess.run([sys.executable, "-m", "molexp", "logs", "ck", *args], capture_output=True, text=True,
+                              cwd=project, timeout=60)
+
+    empty = logs_cli("talks", "--stderr")
+    assert empty.returncode == 0 and empty.stdout == ""
+    assert empty.stderr == "molexp: task 'talks' wrote nothing to its stderr (an empty log leaves no file)\n"
+    dropped = logs_cli("talks")
+    assert dropped.returncode == 2 and "it was not kept (option keep_logs='failed'" in dropped.stderr
+    assert "molexp show ck talks" in dropped.stderr
