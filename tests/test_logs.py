@@ -197,3 +197,17 @@ def test_molexp_logs_says_truly_when_a_log_was_empty_or_not_kept(project):
     dropped = logs_cli("talks")
     assert dropped.returncode == 2 and "it was not kept (option keep_logs='failed'" in dropped.stderr
     assert "molexp show ck talks" in dropped.stderr
+
+
+def test_a_worker_thread_reuses_its_emptied_anonymous_files_without_mixing_tasks(project):
+    """An anonymous file a task leaves empty (or not kept) is emptied and given to the thread's next task: no
+    content of one task may show in another's log."""
+    e = Experiment("reuse", workdir=project)
+    e.add_task(LocalTask("one", commands=["echo one; echo one-err >&2"]))
+    e.add_task(LocalTask("two", commands=["echo two; exit 1"], deps=["one"]))
+    e.add_task(LocalTask("three", commands=["echo three-err >&2; exit 1"], deps=["one"]))
+    results = run(e, max_workers=1, keep_logs="failed")
+    assert results["one"].stdout == "one" and results["one"].stdout_path is None
+    assert Path(results["two"].stdout_path).read_text() == "two\n" and results["two"].stderr_path is None
+    assert Path(results["three"].stderr_path).read_text() == "three-err\n" and results["three"].stdout_path is None
+    assert files_in(log_dir(project, "reuse")) == {"two.out", "three.err"}
