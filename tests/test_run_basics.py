@@ -27,7 +27,8 @@ def test_results_carry_everything(project, target):
     assert isinstance(w, TaskResult) and w.status == "completed" and w.status is TaskStatus.COMPLETED
     assert w.returncodes == [0, 0] and w.attempts == 1 and w.stderr == "to-stderr"
     assert Path(w.stderr_path).read_text() == "to-stderr\n"
-    assert Path(w.stdout_path).parent == project / ".molexp" / "basics" / "logs"
+    assert Path(w.stderr_path).parent == project / ".molexp" / "basics" / "logs"
+    assert w.stdout_path is None   # its stdout went to numbers.txt: an empty log leaves no file
     assert results["check"].stdout == "value=4"
     assert results["make_numbers"].value == [0, 1, 2, 3]  # params reach Python tasks by argument name
     assert results["total"].value == 60                    # upstream values arrive as keyword arguments

@@ -189,6 +189,15 @@ def logs(args) -> int:
     which = "stderr" if args.stderr else "stdout"
     path = r.get(f"{which}_path")
     if not path:
+        if r.get(which):   # a tail was recorded: the file was not kept (keep_logs="failed")
+            raise ValidationError(f"task {args.task!r} has no {which} log file: it was not kept (option "
+                                  f"keep_logs='failed' keeps only the logs of tasks that did not complete); its "
+                                  f"last lines: molexp show {shlex.quote(args.checkpoint_dir)} "
+                                  f"{shlex.quote(args.task)}")
+        if r.get("cpu_time") is not None:   # its processes ran and wrote nothing there: an empty log, no file
+            print(f"molexp: task {args.task!r} wrote nothing to its {which} (an empty log leaves no file)",
+                  file=sys.stderr)
+            return EXIT_OK
         raise ValidationError(f"task {args.task!r} has no {which} log file (a Python task writes one only with "
                               "isolated=True; its value: molexp show)")
     try:

@@ -13,14 +13,12 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from . import affinity, process, procs
+from . import affinity, logs, process, procs
 from ..state.result import FailureKind, TaskResult
 from .spawn import devnull, direct_argv, path_of, spawn
 from .spec import RunContext, TaskSpec
 
 _POLL = 0.1          # seconds between checks of a running process (cancel, timeout)
-_TAIL_BYTES = 4096   # how much of each log the result keeps
-_TAIL_LINES = 20
 
 
 class AttemptFailed(Exception):
@@ -61,8 +59,8 @@ def run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, re
             cloudpickle.dump((spec.func, kwargs, spec.name, attempt, ctx.workdir), f)
     except OSError as e:
         _unlink(call_file)
-        raise AttemptFailed(FailureKind.ERROR, f"cannot write {call_file} for task {spec.name!r}: {_os_error(e)}") \
-            from None
+        raise AttemptFailed(FailureKind.ERROR, f"cannot write {call_file} for task {spec.name!r}: "
+                                               f"{logs.os_error(e)}") from None
     argv = [sys.executable, "-m", "molexp.run.isolated", call_file, value_file]
     cmd = f"python: {getattr(spec.func, '__qualname__', spec.func)}(...) in a child process"
     # The child imports what the function's pickle refers to from the same places this process does.
@@ -70,20 +68,20 @@ def run_isolated(spec: TaskSpec, ctx: RunContext, attempt: int, kwargs: dict, re
                PYTHONPATH=os.pathsep.join([p for p in sys.path if p] + [os.environ.get("PYTHONPATH", "")]))
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     try:
-        with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err), \
+        with _cores(spec, ctx) as cores, _logs(spec, ctx, attempt, result) as (out, err), \
                 procs.Scope(_keeps(ctx, spec)) as scope:
             rc, peak, cpu = _run_command(argv, cmd, spec, ctx, scope.tag(env), out, err, deadline, cores, scope)
         result.peak_memory, result.cpu_time = peak or None, cpu
         if rc != 0 and not os.path.exists(value_file):
             kind = FailureKind.SIGNAL if rc < 0 else FailureKind.EXIT
             raise AttemptFailed(kind, f"the child process running the function ended with code {rc}: "
-                                 f"{_tail(spec.stderr_path)}", cmd)
+                                 f"{result.stderr}", cmd)
         try:
             with open(value_file, "rb") as f:
                 ok, payload = cloudpickle.load(f)
         except OSError as e:
             raise AttemptFailed(FailureKind.ERROR, f"cannot read {value_file}, the value of task {spec.name!r}: "
-                                              f"{_os_error(e)}") from None
+                                              f"{logs.os_error(e)}") from None
     finally:
         _unlink(call_file)
         _unlink(value_file)
@@ -97,14 +95,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _os_error(e: OSError) -> str:
-    """``ENOSPC (errno 28): No space left on device``: the error without its path (the caller names the path)."""
-    import errno
-
-    code = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "?"
-    return f"{code} (errno {e.errno}): {e.strerror or e}"
 
 
 # -- shell tasks ------------------------------------------------------------------------------------
@@ -133,7 +123,7 @@ def run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult)
     env = _task_env(spec, ctx, attempt)
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     result.returncodes = []
-    with _cores(spec, ctx) as cores, _logs(spec, attempt, result) as (out, err), \
+    with _cores(spec, ctx) as cores, _logs(spec, ctx, attempt, result) as (out, err), \
             procs.Scope(_keeps(ctx, spec)) as scope:
         scope.tag(env)
         for cmd in spec.commands:
@@ -151,51 +141,19 @@ def run_shell(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult)
 
 
 @contextmanager
-def _logs(spec: TaskSpec, attempt: int, result: TaskResult):
-    """The task's stdout/stderr log files (raw descriptors): truncated on the first attempt, appended to
-    (after a marker) on retries. On the way out the result gets their last lines, read from the open
-    descriptors, and only when something was written."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if attempt == 1 else os.O_APPEND)
-    out = _open_log(spec, spec.stdout_path, flags)  # type: ignore[arg-type]
+def _logs(spec: TaskSpec, ctx: RunContext, attempt: int, result: TaskResult):
+    """The task's stdout/stderr logs for this attempt (raw descriptors, see ``logs``): opened on the first
+    attempt, continued (after a marker) on retries. On the way out the result gets their last lines, read
+    from the open descriptors."""
     try:
-        err = _open_log(spec, spec.stderr_path, flags)  # type: ignore[arg-type]
-    except BaseException:
-        os.close(out)
-        raise
+        held = logs.attempt_logs(spec, attempt, result)
+    except logs.LogError as e:
+        raise AttemptFailed(FailureKind.ERROR, str(e)) from None
+    held.lasting = _keeps(ctx, spec)
     try:
-        if attempt > 1:
-            marker = f"--- molexp: attempt {attempt} ---\n".encode()
-            for fd, path in ((out, spec.stdout_path), (err, spec.stderr_path)):
-                try:
-                    os.write(fd, marker)
-                except OSError as e:
-                    raise AttemptFailed(FailureKind.ERROR, f"cannot write the log file {path} of task {spec.name!r}: "
-                                                      f"{_os_error(e)}") from None
-        yield out, err
+        yield held.fds
     finally:
-        result.stdout, result.stderr = _tail_fd(out), _tail_fd(err)
-        os.close(out)
-        os.close(err)
-
-
-def _open_log(spec: TaskSpec, path: str, flags: int) -> int:
-    try:
-        return os.open(path, flags, 0o644)
-    except OSError as e:
-        raise AttemptFailed(FailureKind.ERROR, f"cannot open the log file {path} of task {spec.name!r}: "
-                                          f"{_os_error(e)}") from None
-
-
-def _tail_fd(fd: int) -> str:
-    """The last lines of an open log file ("" when it cannot be read)."""
-    try:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return ""
-        data = os.pread(fd, _TAIL_BYTES, max(0, size - _TAIL_BYTES))
-    except OSError:
-        return ""
-    return _tail_text(data, cut=size > _TAIL_BYTES)
+        held.tails(result)
 
 
 @contextmanager
@@ -300,24 +258,3 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-def _tail(path: str | None) -> str:
-    """The last lines of a log file, by path."""
-    if not path:
-        return ""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    try:
-        return _tail_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _tail_text(data: bytes, *, cut: bool) -> str:
-    lines = data.decode("utf-8", "replace").splitlines()
-    if cut and lines:
-        lines = lines[1:]  # the first line is probably cut
-    return "\n".join(lines[-_TAIL_LINES:])

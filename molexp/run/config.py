@@ -36,6 +36,9 @@ class ExecutionConfig:
     ``auto_resume=False``.
     Conditions: ``condition_timeout=60`` s a task's condition may take (None: no bound); past it the task fails
     (kind ``error``) and the run goes on, while the condition keeps running in its own thread.
+    Logs: ``keep_logs="all"`` keeps every task's non-empty stdout/stderr log file (an empty log leaves no file);
+    ``"failed"`` keeps them only for tasks that did not complete (each result still has the last lines). See
+    docs/tasks.md ("Output and log files").
     Processes: ``keep_processes=False``: when a task ends, every process it started (``cmd &``, ``nohup``,
     ``setsid``, a daemon) is killed; True, or a list of task names, lets those tasks' background processes
     outlive them (a task that starts a server for later tasks). See docs/resources.md ("Processes").
@@ -69,6 +72,7 @@ class ExecutionConfig:
     condition_timeout: float | None = 60.0
     keep_processes: bool | frozenset[str] = False
     bundle_seconds: float = 1.0
+    keep_logs: str = "all"
 
     def merge(self, **options: Any) -> ExecutionConfig:
         """A new config with ``options`` validated and applied."""
@@ -211,4 +215,5 @@ _CHECKS = {
     "condition_timeout": _seconds(optional=True, positive=True),
     "keep_processes": _task_names_or_bool,
     "bundle_seconds": _seconds(),
+    "keep_logs": _choice("all", "failed"),
 }

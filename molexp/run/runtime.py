@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ..state import filehash, files
 from ..state.result import Attempt, FailureKind, TaskResult, TaskStatus
 from .commands import AttemptFailed, _reraise_interrupt, run_isolated, run_shell
+from .logs import finish as finish_logs
 from .spec import CurrentTask, Retrying, RunContext, Started, TaskSpec, _current, upstream_reason
 
 
@@ -139,6 +140,8 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
                 result.outputs, result.file_stats = filehash.hash_outputs(spec.outputs)
             except OSError:
                 pass  # not recorded: a resume runs the task again rather than trust an unreadable output
+    if spec.stdout_path is not None:
+        finish_logs(spec, ctx.keep_logs, result)   # the logs worth keeping get their names (run.logs)
     return result
 
 

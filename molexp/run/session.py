@@ -23,6 +23,7 @@ from ..state import files as _files
 from ..state.checkpoint import Checkpoint
 from .compile import compile_graph
 from .engine import Driver
+from .logs import remove_stale
 from ..errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
 from ..state.filehash import HashCache
 from ..state.live import RunningFile
@@ -91,6 +92,7 @@ class RunSession:
             self.compiled.reuse(self.cached)
             kinds = {n: s.kind for n, s in self.compiled.specs.items()}
             on_final = lambda result: self.checkpoint.record(result, kinds.get(result.name))  # noqa: E731
+        remove_stale(self.compiled.specs.values())   # what earlier runs logged for the tasks that run now
         link = getattr(backend, "dashboard_link", lambda: None)()
         if link:
             log.info("molexp: %d tasks on %s; dashboard: %s", len(graph), backend.name, link)
@@ -197,7 +199,7 @@ def _run_context(cfg: ExecutionConfig, inputs: _Inputs, run_id: str, condition, 
                       kill_grace=cfg.kill_grace, cpu_affinity=cfg.cpu_affinity,
                       pipefail=cfg.pipefail, keep_failed_outputs=cfg.keep_failed_outputs,
                       hash_outputs=cfg.checkpoint_dir is not None, condition_timeout=cfg.condition_timeout,
-                      keep_processes=cfg.keep_processes)
+                      keep_processes=cfg.keep_processes, keep_logs=cfg.keep_logs)
 
 
 def _names(what: str, given) -> list[str]:

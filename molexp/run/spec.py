@@ -85,6 +85,7 @@ class RunContext:
     hash_outputs: bool = False                  # report the content hash of declared outputs (checkpoints)
     condition_timeout: float | None = 60.0      # seconds a condition may take (None: no bound)
     keep_processes: Any = False                 # True, or task names whose background processes may outlive them
+    keep_logs: str = "all"                      # "failed": only tasks that did not complete keep their log files
 
 
 # -- events -----------------------------------------------------------------------------------------------
