@@ -260,8 +260,7 @@ def test_a_function_the_workers_cannot_import_fails_each_member_clearly(project,
     (project / ".molexp" / "unloadable" / "durations.json").write_text(
         json.dumps({f"w{i:02d}": 0.001 for i in range(30)}))
     results, keys = _bundle_keys(cluster_client, lambda: ExperimentExecutor(
-        e, client=cluster_client, progress=False, fault_tolerance="continue", bundle_seconds=4,
-        priority_scheduling=True).run())
+        e, client=cluster_client, progress=False, fault_tolerance="continue", bundle_seconds=4).run())
     assert keys, "nothing was bundled"
     assert len(results) == 30
     for r in results.values():
