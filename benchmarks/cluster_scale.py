@@ -132,9 +132,10 @@ def main(argv=None) -> int:
             client.wait_for_workers(2, timeout=60)
             run_futures(client, 200, args.kind), run_molexp(client, 200, args.kind, scratch, **options)  # warm-up
             for _ in range(args.repeat):
-                samples["futures"].append(run_futures(client, args.n, args.kind))
                 samples["molexp"].append(run_molexp(client, args.n, args.kind, scratch, **options))
-                print({k: round(v[-1], 2) for k, v in samples.items()}, flush=True)
+                print(f"molexp {samples['molexp'][-1]:.2f} s", flush=True)
+                samples["futures"].append(run_futures(client, args.n, args.kind))
+                print(f"futures {samples['futures'][-1]:.2f} s", flush=True)
     finally:
         cluster.close()
         shutil.rmtree(directory, ignore_errors=True)
