@@ -102,13 +102,7 @@ def run_molexp(client, n: int, kind: str, scratch: str, **options) -> float:
             e.add_tasks(PythonTask(f"t{i}", W.noop) for i in range(n))
         else:
             e.add_tasks(LocalTask(f"t{i}", commands=["true"]) for i in range(n))
-        ex = ExperimentExecutor(e, client=client, progress=False, **options)
-        t0 = time.perf_counter()
-        results = ex.run()
-        elapsed = time.perf_counter() - t0
-        if not results.ok:
-            raise RuntimeError(f"molexp: {results.summary()}")
-        return elapsed
+        return W.timed_run(ExperimentExecutor(e, client=client, progress=False, **options), "cluster-scale")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

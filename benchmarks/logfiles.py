@@ -38,13 +38,7 @@ def run_in(wl: W.Workload, workdir: str, **options) -> float:
     from molexp import ExperimentExecutor
 
     e = W.build_experiment(wl, workdir)
-    ex = ExperimentExecutor(e, progress=False, max_workers=wl.workers, **options)
-    t0 = time.perf_counter()
-    res = ex.run()
-    elapsed = time.perf_counter() - t0
-    if not res.ok:
-        raise RuntimeError(f"molexp run of {wl.name} failed: {res.summary()}")
-    return elapsed
+    return W.timed_run(ExperimentExecutor(e, progress=False, max_workers=wl.workers, **options), wl.name)
 
 
 def fresh(wl: W.Workload) -> float:
