@@ -1,6 +1,6 @@
 """What a worker runs for a bundle: several short, ready tasks as one Dask task (see ``bundling``).
 
-Each member runs as it would alone (``remote.run_remote``: its retries, timeout, memory limit, condition, logs
+Each member runs as it would alone (``runtime.run_task``: its retries, timeout, memory limit, condition, logs
 and events) and its final result is sent to the driver as an event the moment it is known, in order after
 its start, so the driver records it while the bundle goes on. Only a result too big to travel as an event
 (a large Python value) waits for the bundle's own return value.
@@ -34,10 +34,7 @@ class Unloadable:
     """The return value of a bundle this worker could not load (a function it cannot import): nothing was
     run; the driver sends the members again one by one, so each says for itself whether it can load."""
 
-    __slots__ = ("error",)
-
-    def __init__(self, error: str):
-        self.error = error
+    __slots__ = ()
 
 
 class BundleDone:
@@ -58,8 +55,8 @@ def run_bundle(claim: str, members_blob: bytes, ctx_blob: bytes) -> BundleDone |
     try:
         ctx = load_context(ctx_blob)
         members = cloudpickle.loads(members_blob)
-    except Exception as e:
-        return Unloadable(f"{type(e).__name__}: {e}")
+    except Exception:   # each member, sent again alone, says why it cannot load
+        return Unloadable()
     sink = ctx.sink
     kept = []
     for name, spec, upstream in members:

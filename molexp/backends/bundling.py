@@ -161,9 +161,6 @@ class Bundler:
         """The run stops: forget what was held."""
         self._held.clear()
 
-    def holding(self) -> bool:
-        return bool(self._held)
-
     def bundle_size(self, expected: float, ready: int, threads: int) -> int:
         """How many members a bundle of tasks expected to take ``expected`` seconds each should have, with
         ``ready`` tasks ready and ``threads`` threads on the cluster (at least 1)."""
