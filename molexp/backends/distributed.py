@@ -100,7 +100,7 @@ class DistributedBackend(Collector):
                 if kind == "Finished":   # a bundle member's result (see bundle.run_bundle)
                     self._member_finished(e[1], events)
                     continue
-                if kind == "Started":
+                if kind == "Started" and self._bundler is not None:
                     self._started_names.add(e[1])
                 events.put(_EVENTS[kind](*e[1:]))
 
