@@ -12,6 +12,7 @@ from dask.task_spec import Task, TaskRef
 
 from .cluster_cancel import DistributedCancel
 from ..errors import ClusterError
+from ..run.order import places
 from ..state.result import TaskResult
 from .futures import as_completed_of, release_later, track
 from .bundle import run_bundle
@@ -149,17 +150,12 @@ class DistributedBackend(Collector):
             for d in s.deps:
                 if d in self._needed_by:
                     self._needed_by[d] += 1
-        # Ready tasks go best priority first, then in topological order (compiled.keys' order): a task's rank is
-        # its place in that order, and the scheduler is told the same order as each task's Dask priority (it
-        # would otherwise order the tasks of one submission by dask.order, which reverses independent ones).
+        # Ready tasks go in the run's order (``Compiled.priorities``: one distinct place per task, higher first,
+        # see run/order.py), and the scheduler is told the same order as each task's Dask priority (it would
+        # otherwise order the tasks of one submission by dask.order, which reverses independent ones).
         keys = compiled.keys
-        names = list(keys)
-        prio = compiled.priorities
-        if prio:
-            names.sort(key=lambda n: -prio.get(keys[n], 0))   # stable: ties stay in topological order
-        self._rank = {n: i for i, n in enumerate(names)}
-        top = len(names)
-        self._dask_priority = {keys[n]: top - i for i, n in enumerate(names)}
+        prio = self._dask_priority = compiled.priorities or places(list(keys), dict.fromkeys(keys, 0), keys)
+        self._rank = {n: -prio[k] for n, k in keys.items()}
         self._started = True
         self._collect(self._ac, queue)
 
