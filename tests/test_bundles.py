@@ -243,6 +243,39 @@ def test_adaptive_executor_runs_bundles(project):
     assert ex.backend.bundled > 0
 
 
+def test_adaptive_target_counts_tasks_held_for_a_probe(project):
+    """Five tasks of one new family on one single-thread worker: one probe runs alone and four wait off the
+    scheduler until it has run for ``bundle_seconds``. Dask sees one task and wants one worker; molexp counts
+    the five (0.5 s each, Dask's unknown duration, against a 1 s target duration) and scales up at once."""
+    import dask
+
+    from molexp import AdaptiveExecutor, TaskPool
+
+    pool = TaskPool([LocalTask(f"job-{i}", commands=["sleep 3"]) for i in range(5)], name="jobs")
+    ex = AdaptiveExecutor(progress=False, min_cluster_workers=1, max_cluster_workers=3, interval=0.2,
+                          monitor_system_resources=False, bundle_seconds=2.4)
+    with dask.config.set({"distributed.adaptive.target-duration": "1s"}):
+        results = ex.execute(pool)
+    assert results.ok and len(results) == 5
+    first_start = min(r.start for r in results.values())
+    up = [d for d in ex.decisions if d.action == "scale-up"]
+    assert up, ex.report()
+    # the held tasks are released at first_start + 2.4 s: Dask alone would not have asked before then
+    assert up[0].time < first_start + 1.5, (up[0].time - first_start, ex.report())
+    assert up[0].wanted >= 3, ex.report()
+
+
+def test_members_target_counts_each_member_as_dask_counts_a_task():
+    from molexp.backends.adaptive_policy import members_target
+
+    assert members_target([], 5, 1) == 0
+    assert members_target([0.5] * 5, 1, 1) == 3           # 2.5 s of work for a 1 s target
+    assert members_target([0.01] * 1000, 5, 1) == 2       # 10 s: what 1000 tasks sent alone would ask
+    assert members_target([0.01] * 1000, 5, 2) == 1       # two threads per worker
+    assert members_target([60.0] * 2, 1, 1) == 2          # never more threads than tasks
+    assert members_target([0.001], 5, 1) == 1
+
+
 def test_a_function_the_workers_cannot_import_fails_each_member_clearly(project, cluster_client, monkeypatch):
     """The tasks' function lives in a module only the driver can import: every task fails, alone or from a
     bundle, with the message a task run alone gives (and nothing hangs waiting for a probe)."""

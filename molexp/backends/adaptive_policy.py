@@ -4,6 +4,7 @@ fake readings; the machinery that applies it (distributed's ``Adaptive``, the su
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Decision:
     """One recommendation: when, the memory reading (a fraction: of the machine's memory, or of the fullest
-    worker's memory limit), the worker count seen, what Dask's own adaptive logic wanted, the target chosen,
+    worker's memory limit), the worker count seen, what Dask's own adaptive logic wanted (with each task of a
+    bundle, and each task held for a probe, counted as its own task: see ``members_target``), the target chosen,
     the action it means, and where the reading came from (``"machine"`` or ``"worker <name>"``)."""
 
     time: float
@@ -59,3 +61,15 @@ class MemoryPolicy:
         if memory >= self.threshold:
             return 1, Decision(now, memory, running, allowed, 1, "throttle")
         return allowed + 1, Decision(now, memory, running, allowed, allowed + 1, "release")
+
+
+def members_target(durations, target_duration: float, threads_per_worker: float) -> int:
+    """Workers for molexp's tasks in flight, counted one by one as Dask's ``Scheduler.adaptive_target`` counts
+    its tasks (CPU part): their expected seconds (``durations``, one per task) over ``target_duration``, at
+    most one thread per task, in workers of ``threads_per_worker`` threads. Dask itself counts a bundle as
+    one task and does not see the tasks held back while their family is probed; this counts each of them."""
+    durations = list(durations)
+    if not durations:
+        return 0
+    cpu = min(len(durations), math.ceil(sum(durations) / target_duration))
+    return max(1, math.ceil(cpu / max(threads_per_worker, 1)))

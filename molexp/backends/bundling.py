@@ -157,6 +157,10 @@ class Bundler:
                 released += self._held.pop(f)
         return released
 
+    def held_names(self) -> list[str]:
+        """The names held for a probe (safe to call from another thread: it reads copies)."""
+        return [e[1] for entries in list(self._held.values()) for e in list(entries)]
+
     def clear(self) -> None:
         """The run stops: forget what was held."""
         self._held.clear()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import threading
 import time
 
 import cloudpickle
+import dask
+from dask.utils import parse_timedelta
 from dask.task_spec import Task, TaskRef
 
+from .adaptive_policy import members_target
 from .cluster_cancel import DistributedCancel
 from ..errors import ClusterError
 from ..run.order import places
@@ -374,6 +378,22 @@ class DistributedBackend(Collector):
         """Whether ``name`` was handed to the cluster (its start may not have been reported when the
         scheduler was lost)."""
         return name in self._futures or name in self._in_flight
+
+    def members_target(self, workers: int) -> int:
+        """Workers wanted for this run's tasks in flight or held for a probe, each counted as one Dask task of
+        its expected duration (``adaptive_policy.members_target``): 0 when the run does not bundle (Dask then
+        sees every task itself). Called from the cluster's event loop: reads copies, asks the scheduler
+        nothing."""
+        bundler = self._bundler
+        if bundler is None:
+            return 0
+        unknown = parse_timedelta(dask.config.get("distributed.scheduler.unknown-task-duration"))
+        target = parse_timedelta(dask.config.get("distributed.adaptive.target-duration"))
+        durations = []
+        for name in list(self._in_flight) + bundler.held_names():
+            e = bundler.expected(name)
+            durations.append(unknown if e is None else bundler.seconds if e == math.inf else e)
+        return members_target(durations, target, self._threads / workers if workers else 1)
 
     def _count_threads(self) -> None:
         """The cluster's worker threads now (an adaptive or batch-system cluster grows and shrinks)."""

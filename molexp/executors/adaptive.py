@@ -99,6 +99,7 @@ class AdaptiveExecutor(Executor):
         self._lock = threading.Lock()
         self._allowed = 0
         self._main_hidden: dict | None = None
+        self.backend: DistributedBackend | None = None   # the current run's (counts bundle members for Adaptive)
         self.configure(**adaptive)
 
     def configure(self, **options: Any) -> AdaptiveExecutor:
@@ -178,10 +179,13 @@ class AdaptiveExecutor(Executor):
         from distributed.deploy.adaptive import Adaptive
 
         class MemoryAwareAdaptive(Adaptive):
-            """distributed's Adaptive, its target tempered by the executor's memory policy."""
+            """distributed's Adaptive, its target counting bundle members and tempered by the memory policy."""
 
             async def target(self):
                 wanted = await super().target()
+                backend = executor.backend
+                if backend is not None:   # Dask counts a bundle as one task: count its members
+                    wanted = max(wanted, backend.members_target(len(self.observed)))
                 decision = executor._policy().target(executor._memory(), len(self.observed), wanted)
                 executor._record(executor._sourced(decision))
                 return decision.target
