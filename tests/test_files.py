@@ -366,12 +366,13 @@ def test_hash_cache_reads_a_file_once_per_change(tmp_path):
     assert again.get(str(tmp_path / "nope")) is None
 
 
-def test_hash_cache_file_by_directory_and_older_format(tmp_path):
-    """The cache file holds each directory once with a list per field; it reads back the same entries, a
-    version-1 file (a list per path) is still read, and a malformed directory only makes its files be read
-    again (never a wrong hash)."""
+def test_hash_cache_file_and_older_formats(tmp_path):
+    """The cache file reads back the same entries; the JSON files of older versions (a list per field and
+    directory, a list per path) are still read and replaced by the current file; a malformed entry, a damaged
+    file or one written by another Python version only makes files be read again (never a wrong hash)."""
     import json
 
+    from molexp.state import filehash
     from molexp.state.filehash import FILENAME, HashCache
 
     for sub in ("a", "b"):
@@ -383,23 +384,45 @@ def test_hash_cache_file_by_directory_and_older_format(tmp_path):
     ck = tmp_path / "ck"
     ck.mkdir()
     cache.save(ck)
-    data = json.loads((ck / FILENAME).read_text())
-    assert data["molexp_file_hashes"] == 2 and set(data["dirs"]) == {str(tmp_path / "a"), str(tmp_path / "b")}
     again = HashCache.load(ck)
-    assert again.entries == cache.entries
+    assert again.entries == cache.entries and again.loaded
     assert {p: again.get(p) for p in hashes} == hashes and again.bytes_read == 0
 
-    v1 = {"molexp_file_hashes": 1, "files": {p: list(e) for p, e in cache.entries.items()}}
-    (ck / FILENAME).write_text(json.dumps(v1))
-    old = HashCache.load(ck)
-    assert {p: old.get(p) for p in hashes} == hashes and old.bytes_read == 0
+    def reads(load) -> int:
+        c = load()
+        assert {p: c.get(p) for p in hashes} == hashes
+        return c.bytes_read
 
-    data["dirs"][str(tmp_path / "a")][1][0] = 7                    # a hash that is not text
-    data["dirs"][str(tmp_path / "b")][2].pop()                     # columns of different lengths
-    (ck / FILENAME).write_text(json.dumps(data))
-    bad = HashCache.load(ck)
-    assert {p: bad.get(p) for p in hashes} == hashes
-    assert bad.bytes_read == len("a0") + 3 * len("b0")            # a/0.txt and all of b/ read again
+    (ck / FILENAME).unlink()
+    columns = {}
+    for p, (size, mtime, ctime, ino, h) in cache.entries.items():
+        d, _, name = p.rpartition("/")
+        for col, v in zip(columns.setdefault(d, [[], [], [], [], [], []]), (name, h, size, mtime, ctime, ino)):
+            col.append(v)
+    legacy = ck / "file_hashes.json"
+    legacy.write_text(json.dumps({"molexp_file_hashes": 2, "dirs": columns}))
+    assert reads(lambda: HashCache.load(ck)) == 0
+    legacy.write_text(json.dumps({"molexp_file_hashes": 1, "files": {p: list(e) for p, e in cache.entries.items()}}))
+    assert reads(lambda: HashCache.load(ck)) == 0
+    old = HashCache.load(ck)
+    assert not old.loaded                  # not in the current file yet: the run saves it ...
+    old.save(ck)
+    assert not legacy.exists() and HashCache.load(ck).entries == cache.entries   # ... and drops the JSON
+
+    columns[str(tmp_path / "a")][1][0] = 7                           # a hash that is not text
+    columns[str(tmp_path / "b")][2].pop()                            # columns of different lengths
+    (ck / FILENAME).unlink()
+    legacy.write_text(json.dumps({"molexp_file_hashes": 2, "dirs": columns}))
+    assert reads(lambda: HashCache.load(ck)) == len("a0") + 3 * len("b0")   # a/0.txt and all of b/ again
+
+    legacy.unlink()
+    cache.save(ck)
+    blob = (ck / FILENAME).read_bytes()
+    (ck / FILENAME).write_bytes(blob[: len(blob) // 2])                       # cut short
+    assert reads(lambda: HashCache.load(ck)) == 6 * len("a0")
+    other = blob.replace(filehash._HEADER, b"molexp-file-hashes 3 cpython-399\n")   # another Python's
+    (ck / FILENAME).write_bytes(other)
+    assert reads(lambda: HashCache.load(ck)) == 6 * len("a0")
 
 
 def test_files_survive_the_yaml_round_trip(project):

@@ -224,6 +224,15 @@ class LocalTask(Task):
         """The commands with placeholders filled; ``TemplateError`` names the task and the missing variable.
         ``${var:q}`` is the value shell-quoted; ``files`` are the (already quoted) values of ``$inputs``,
         ``$outputs`` and the names of the task's file mappings, which win over kwargs and params."""
+        if files is not None:   # every placeholder a file value (``cp $inputs $outputs``): one format_map each
+            rendered = []
+            for cmd in self.commands:
+                fmt, names = _file_format(cmd)
+                if not names <= files.keys():
+                    break
+                rendered.append(fmt.format_map(files))
+            else:
+                return rendered
         values = self.template_values(params)
         environ = os.environ if environ is None else environ
 
@@ -271,6 +280,15 @@ def _template(cmd: str) -> tuple:
         last = m.end()
     pieces.append(cmd[last:])
     return tuple(p for p in pieces if p != "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_format(cmd: str) -> tuple[str, frozenset[str]]:
+    """``cmd`` as a ``str.format`` template (``cp {inputs} {outputs}``) and the variables it uses: filled by
+    ``format_map`` when they are all file values (already shell-quoted, whatever ``:q`` says)."""
+    pieces = _template(cmd)
+    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if type(p) is str else "{" + p[0] + "}" for p in pieces)
+    return fmt, frozenset(p[0] for p in pieces if type(p) is not str)
 
 
 ShellTask = LocalTask

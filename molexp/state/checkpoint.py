@@ -103,6 +103,8 @@ class Checkpoint:
                                             resolved.files, self.journal.records(copy=False), cache, workdir,
                                             force=force, reuse=self._reuse,
                                             known=self.files.sources if self.files else None)
+        if self.files is not None:
+            self.files.reused(cached.values())
         return cached
 
     def _reuse(self, name: str, rec: dict) -> TaskResult | str:
@@ -125,10 +127,10 @@ class Checkpoint:
     def record(self, result: TaskResult, kind: str | None) -> None:
         """Journal one final outcome (cached ones are in the journal already), with its input hashes and
         why it ran."""
+        if result.status is _CACHED:   # (what it wrote is known: FileRecorder.reused)
+            return
         if self.files is not None:
             self.files.on_final(result)
-        if result.status is _CACHED:
-            return
         entry = self.plan.get(result.name)
         if entry is not None and result.reason is None and result.status is not TaskStatus.SKIPPED:
             result.reason = entry.reason

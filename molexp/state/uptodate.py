@@ -66,6 +66,11 @@ def _json_list(items) -> str:
     return json.dumps(list(items))
 
 
+def _simple_list(items) -> str:
+    """``json.dumps(list(items))`` for strings JSON writes as they are (checked by the caller)."""
+    return '["' + '", "'.join(items) + '"]' if items else "[]"
+
+
 def fingerprints(order: list[str], specs: Mapping[str, Any],
                  files: Mapping[str, TaskFiles] | None = None) -> dict[str, str]:
     """name -> fingerprint (``part=hash;...;all=hash``), for tasks in topological ``order``; an
@@ -105,8 +110,12 @@ def fingerprints(order: list[str], specs: Mapping[str, Any],
             parts.append(f"env={_h(json.dumps(s.env, sort_keys=True))}")
         f = files.get(name)
         if f is not None:
-            ins, outs = f.declared or (s.task.inputs, s.task.outputs)
-            parts.append(f"inputs={_h(_json_list(ins))};outputs={_h(_json_list(outs))}")
+            if f.declared is None:   # simple paths (``files._simple``): text JSON leaves as it is
+                ins, outs = s.task.inputs, s.task.outputs
+                parts.append(f'inputs={_h(_simple_list(ins))};outputs={_h(_simple_list(outs))}')
+            else:
+                ins, outs = f.declared
+                parts.append(f"inputs={_h(_json_list(ins))};outputs={_h(_json_list(outs))}")
         if s.deps:
             ups = [out[d] for d in s.deps]
             if any(isinstance(u, Uncacheable) for u in ups):
@@ -279,6 +288,14 @@ class FileRecorder:
             for p in f.inputs:
                 if p not in producers and p not in self.sources:
                     self.sources[p] = get(p, stat(p))
+
+    def reused(self, results) -> None:
+        """Results reused from the checkpoint: what they wrote, with the hashes they recorded, is what their
+        dependents read."""
+        made = self._made
+        for r in results:
+            if r.outputs:
+                made.update(r.outputs)
 
     def on_final(self, result: TaskResult) -> None:
         """Complete ``result`` (its input hashes) and learn the hashes of what it wrote."""
