@@ -102,11 +102,14 @@ def resolve(graph, params: Mapping[str, Any], workdir: str, *, strict: bool = Tr
     claim = producers.setdefault
     lw = len(workdir)
     top_w = workdir + "/" if workdir != "/" else "/"
+    # Every task declaring lists of simple paths (the common case): one test for all of them (1 us a task less)
+    all_simple = all(t.inputs.__class__ is list and t.outputs.__class__ is list for t in tasks) and _simple(
+        "\0".join([p for t in tasks for ps in (t.inputs, t.outputs) for p in ps]))
     for t in tasks:
         cwd = os.path.normpath(os.path.join(workdir, t.cwd)) if t.cwd is not None else workdir
         ins, outs = t.inputs, t.outputs
         plain = ins.__class__ is list and outs.__class__ is list   # no names: the common case, kept flat
-        if plain and _simple("\0".join((*ins, *outs))):
+        if plain and (all_simple or _simple("\0".join((*ins, *outs)))):
             # The common case, tested once per task: nothing to render, normalise, expand or quote.
             top = top_w if cwd is workdir else cwd + "/" if cwd != "/" else "/"
             out_abs = [p if p[:1] == "/" else top + p for p in outs]
