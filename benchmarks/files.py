@@ -8,11 +8,13 @@
 
 1. Resume of up-to-date tasks. Variant "files": ``LocalTask(f"t{i}", commands=["cp $inputs $outputs"],
    inputs=[f"in/{i}.txt"], outputs=[f"out/{i}.txt"])`` (the command writes the declared output, so the first
-   run succeeds; the resume uses the same definition). Variant "plain": the same number of ``true`` tasks
+   run succeeds; the resume uses the same definition). Variant "same": the same commands with the paths
+   written in them and no file declared (``cp in/{i}.txt out/{i}.txt``: the same tasks without files, the
+   issue's comparison). Variant "plain": the same number of ``true`` tasks
    declaring no file. Both run with ``checkpoint_dir=`` and ``auto_resume=True``: one first run each (timed,
-   one sample), then resumes in which every task should end ``cached``, alternating files / plain, median of
-   ``--repeat`` (also the best sample and the process's CPU time, steadier on a shared machine). The ratio
-   files / plain is measured in the same process (target: within 1.5x). Every
+   one sample), then resumes in which every task should end ``cached``, alternating the variants, median of
+   ``--repeat`` (also the best sample and the process's CPU time, steadier on a shared machine). The ratios
+   files / same (target: within 1.5x) and files / plain are measured in the same process. Every
    sample starts after a ``gc.collect()`` off the clock, and reports the collector's own seconds in it.
    ``--profile`` adds one cProfile'd resume of each variant after the samples (not a sample).
 
@@ -142,20 +144,24 @@ def _short(file: str) -> str:
 # -- part 1: resume of N up-to-date tasks ------------------------------------------------------------------
 
 def build(variant: str, n: int, root: str, workers: int):
-    """(executor, checkpoint dir) of one variant in ``root`` (inputs created for "files")."""
+    """(executor, checkpoint dir) of one variant in ``root`` (inputs created for "files" and "same")."""
     from molexp import Experiment, ExperimentExecutor, LocalTask
 
     work = os.path.join(root, "work")
     ckpt = os.path.join(root, "ckpt")
     os.makedirs(work)
     e = Experiment(f"files-{variant}", workdir=work)
-    if variant == "files":
+    if variant in ("files", "same"):
         os.makedirs(os.path.join(work, "in"))
         for i in range(n):
             with open(os.path.join(work, "in", f"{i}.txt"), "w") as f:
                 f.write(f"input {i}\n")
+    if variant == "files":
         e.add_tasks(LocalTask(f"t{i}", commands=["cp $inputs $outputs"], inputs=[f"in/{i}.txt"],
                               outputs=[f"out/{i}.txt"]) for i in range(n))
+    elif variant == "same":
+        os.makedirs(os.path.join(work, "out"))
+        e.add_tasks(LocalTask(f"t{i}", commands=[f"cp in/{i}.txt out/{i}.txt"]) for i in range(n))
     else:
         e.add_tasks(LocalTask(f"t{i}", commands=["true"]) for i in range(n))
     ex = ExperimentExecutor(e, progress=False, max_workers=workers, checkpoint_dir=ckpt, auto_resume=True)
@@ -174,7 +180,7 @@ def dir_sizes(path: str) -> dict[str, int]:
 def part_resume(n: int, repeat: int, workers: int, scratch: str, profile: int) -> dict:
     from molexp.state.filehash import HashCache
 
-    variants = ("files", "plain")
+    variants = ("files", "same", "plain")
     for v in variants:   # warm-up: imports, thread pool, first checkpoint
         ex, _ = build(v, 20, os.path.join(scratch, f"warm-{v}"), workers)
         ex.run()
@@ -200,10 +206,12 @@ def part_resume(n: int, repeat: int, workers: int, scratch: str, profile: int) -
            "all_cached": {v: all(s["all_cached"] for s in samples[v]) for v in variants},
            "hash_cache_entries": len(cache.entries),
            "checkpoint_files": {v: dir_sizes(ckpts[v]) for v in variants}}
-    out["ratio_resume"] = out["median_resume"]["files"] / out["median_resume"]["plain"]
-    out["ratio_resume_best"] = out["best_resume"]["files"] / out["best_resume"]["plain"]
-    out["ratio_resume_cpu"] = out["median_resume_cpu"]["files"] / out["median_resume_cpu"]["plain"]
-    out["ratio_first"] = first["files"]["seconds"] / first["plain"]["seconds"]
+    for base in ("same", "plain"):
+        key = "" if base == "same" else "_plain"
+        out[f"ratio_resume{key}"] = out["median_resume"]["files"] / out["median_resume"][base]
+        out[f"ratio_resume_best{key}"] = out["best_resume"]["files"] / out["best_resume"][base]
+        out[f"ratio_resume_cpu{key}"] = out["median_resume_cpu"]["files"] / out["median_resume_cpu"][base]
+        out[f"ratio_first{key}"] = first["files"]["seconds"] / first[base]["seconds"]
     if profile:
         out["profile"] = {v: profile_run(execs[v], profile) for v in variants}
     return out
@@ -342,7 +350,7 @@ def main(argv=None) -> int:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="molexp-files-bench-",
                                                                       ignore_cleanup_errors=True))
             print(f"# part 1: resume of {n} up-to-date tasks, max_workers={args.workers}, "
-                  f"median of {repeat} (alternating files / plain)", flush=True)
+                  f"median of {repeat} (alternating files / same / plain)", flush=True)
             out["resume"] = part_resume(n, repeat, args.workers, scratch, args.profile)
         if args.skip != "big":
             root = stack.enter_context(tempfile.TemporaryDirectory(prefix="molexp-files-big-", dir=args.big_dir,
@@ -357,16 +365,19 @@ def main(argv=None) -> int:
         med = r["median_resume"]
         print(f"{'variant':<8} {'first run s':>11} {'resume s (median)':>18} {'best':>6} {'cpu s':>6} {'ms/task':>8} "
               f"{'rchar/resume':>13} {'gc s':>6}  all cached  samples")
-        for v in ("files", "plain"):
+        for v in ("files", "same", "plain"):
             rchar = statistics.median(s["rchar"] or 0 for s in r["samples"][v])
             gcs = statistics.median(s["gc_seconds"] for s in r["samples"][v])
             print(f"{v:<8} {r['first'][v]['seconds']:>11.3f} {med[v]:>18.3f} {r['best_resume'][v]:>6.3f} "
                   f"{r['median_resume_cpu'][v]:>6.3f} {1000 * med[v] / n:>8.3f} "
                   f"{fmt_mb(rchar):>13} {gcs:>6.3f}  {str(r['all_cached'][v]):<10}  "
                   + " ".join(f"{s['seconds']:.3f}" for s in r["samples"][v]))
-        print(f"ratio files/plain: resume {r['ratio_resume']:.2f}x (target <= 1.5x; best of each "
+        print(f"ratio files/same: resume {r['ratio_resume']:.2f}x (target <= 1.5x; best of each "
               f"{r['ratio_resume_best']:.2f}x, process CPU time {r['ratio_resume_cpu']:.2f}x), first run "
-              f"{r['ratio_first']:.2f}x (one sample each); hash cache after the runs: "
+              f"{r['ratio_first']:.2f}x (one sample each)")
+        print(f"ratio files/plain: resume {r['ratio_resume_plain']:.2f}x (best of each "
+              f"{r['ratio_resume_best_plain']:.2f}x, process CPU time {r['ratio_resume_cpu_plain']:.2f}x), first "
+              f"run {r['ratio_first_plain']:.2f}x; hash cache after the runs: "
               f"{r['hash_cache_entries']} entries; checkpoint files (bytes): {r['checkpoint_files']}")
         if not all(r["all_cached"].values()):
             print("# WARNING: some resume did not end every task cached: "
