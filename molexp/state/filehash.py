@@ -94,7 +94,8 @@ def _from_columns(dirs: dict) -> dict[str, tuple]:
 
 class HashCache:
     """path -> ``(size, mtime_ns, ctime_ns, inode, hash)`` (the file's signature and content hash), loaded
-    from and saved to a checkpoint directory (``FILENAME``; a malformed entry only means the file is read again). ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded.
+    from and saved to a checkpoint directory (``FILENAME``; a malformed entry only means the file is read again).
+    ``bytes_read`` counts what hashing read; ``fresh`` holds the entries learned since it was loaded.
 
     Entries are tuples, not the lists JSON gives: the cyclic garbage collector stops tracking a tuple of
     numbers and text the first time it sees it, whereas it goes through lists in every collection of an older
