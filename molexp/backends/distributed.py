@@ -348,23 +348,33 @@ class DistributedBackend(Collector):
 
     def cancel(self, names) -> list:
         """Cancel tasks that cannot have started: those not submitted yet, and those the scheduler still
-        holds (queued, not on any worker); returns their names. A task already on a worker is left to it: it
-        sees the run's cancel flag (set before this is called) and reports itself, as having run or not."""
+        holds (queued, not on any worker, not finished); returns their names. A task already on a worker is left
+        to it: it sees the run's cancel flag (set before this is called) and reports itself, as having run or not.
+
+        What the scheduler holds is asked after the cancel flag is set and, for a bundle, after it is claimed as
+        a copy run after a lost worker would claim it: from then on a worker that starts the bundle runs none of
+        its members, and one that started it before is seen processing it (or, finished, holding its result:
+        the client's own view of a future lags the scheduler's, so a finished bundle looks pending)."""
         names = list(names)
         self._stopped_submitting = True
         unsubmitted = [n for n in names if n not in self._futures and n in self._compiled.specs]
         self._ready.clear()
         if self._bundler is not None:
             self._bundler.clear()
-        pending = [n for n in names if n in self._futures and not self._futures[n].done()]
+        asked = set(names)
+        futures = {}
+        for n in names:
+            f = self._futures.get(n)
+            if f is not None and not f.done() and all(m in asked for m in self._names(f.key)):
+                futures[f.key] = f   # (a bundle only when none of its members may be running)
         try:
+            self._events("event_set", [self._claims[int(k.rsplit("-", 1)[1])] for k in futures if k in self._bundles])
             on_workers = {k for keys in self.client.processing().values() for k in keys}
+            finished = {k for k, where in self.client.who_has(list(futures.values())).items() if where} \
+                if futures else set()
         except Exception:  # the cluster may be gone already; the driver reports that
             return unsubmitted
-        asked = set(names)
-        futures = {self._futures[n].key: self._futures[n] for n in pending}
-        # a queued bundle is cancelled when none of its members may be running
-        queued = [k for k in futures if k not in on_workers and all(n in asked for n in self._names(k))]
+        queued = [k for k, f in futures.items() if k not in on_workers and k not in finished and f.status != "error"]
         cancelled = [n for k in queued for n in self._names(k)]
         self._cancelled.update(cancelled)
         if queued:
@@ -440,23 +450,29 @@ class DistributedBackend(Collector):
         self._ctx_future = None  # release everything: an adaptive cluster may retire workers holding data
         self._ac = None
 
-
     def _clear_claims(self) -> None:
-        """Forget the bundles' claim events on the scheduler (one message each, sent together)."""
+        """Forget the bundles' claim events on the scheduler."""
         claims, self._claims = self._claims, []
         if getattr(self.client, "status", None) != "running":
             return   # the scheduler is gone: so are the events
-        scheduler = self.client.scheduler
-
-        async def clear():
-            import asyncio
-
-            await asyncio.gather(*(scheduler.event_clear(name=c) for c in claims), return_exceptions=True)
-
         try:
-            self.client.sync(clear, callback_timeout=5)
+            self._events("event_clear", claims, timeout=5)
         except Exception:   # the scheduler is going: so are the events
             pass
+
+    def _events(self, op: str, names: list[str], timeout: float | None = None) -> None:
+        """``Event.set``/``clear`` (``op``: the scheduler's handler) of the events ``names``, as one message each
+        sent together, waiting for the scheduler's answers."""
+        if not names:
+            return
+        scheduler = self.client.scheduler
+
+        async def send():
+            import asyncio
+
+            await asyncio.gather(*(getattr(scheduler, op)(name=n) for n in names), return_exceptions=True)
+
+        self.client.sync(send, callback_timeout=timeout)
 
 
 def _identity(x):
