@@ -7,6 +7,14 @@ it was enabled, the last to end enables it again, so runs preparing in two threa
 under each other. It is used only around molexp's own code (graph building from a list, validation,
 compilation, resume decisions), where no user code runs in the pausing thread; a user's generator passed to
 ``add_tasks`` runs with the collector as the user left it.
+
+When the last pause ends, what was built meanwhile goes straight to the oldest generation (``gc.freeze()``
+then ``gc.unfreeze()``: two list splices, no traversal). Otherwise the first young collections after the pause
+would go through every object just built, twice, to find them all alive: a resume of 10,000 tasks spent
+47-67 ms in the collector, 2 ms with the promotion (measured, session 10). What is garbage among the young
+objects of that moment (cycles of the program's own) is then freed by the next full collection instead of a
+young one. Skipped when something in the process froze objects itself (``gc.get_freeze_count() > 0``, e.g.
+before a fork): ``unfreeze`` would undo that.
 """
 
 from __future__ import annotations
@@ -35,4 +43,7 @@ def gc_paused():
         with _lock:
             _depth -= 1
             if _depth == 0 and _restore:
+                if gc.get_freeze_count() == 0:   # (nobody froze objects on purpose: see the module docstring)
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()

@@ -244,6 +244,27 @@ def test_the_gc_pause_is_counted_across_threads_and_leaves_a_disabled_collector_
         gc.enable()
 
 
+def test_what_is_built_during_a_gc_pause_goes_to_the_oldest_generation_and_frozen_objects_stay_frozen():
+    import gc
+
+    from molexp.gc_pause import gc_paused
+
+    with gc_paused():
+        built = [[i] for i in range(20_000)]   # young, tracked, alive
+    young = {id(o) for o in gc.get_objects(generation=0)} | {id(o) for o in gc.get_objects(generation=1)}
+    assert not any(id(x) in young for x in built[::100])          # promoted: no young collection walks them
+    assert any(x is built[0] for x in gc.get_objects(generation=2))
+    gc.freeze()                                  # someone froze objects on purpose (before a fork, say)
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            more = [[i] for i in range(100)]
+        assert gc.get_freeze_count() == frozen   # left frozen: not unfrozen by molexp
+        assert gc.isenabled() and more
+    finally:
+        gc.unfreeze()
+
+
 def test_a_generator_given_to_add_tasks_runs_with_the_collector_on():
     import gc
 
