@@ -238,7 +238,14 @@ def _python(script, *args, cwd):
 
 
 def _watchdogs_of(pid: int) -> list[psutil.Process]:
-    return [c for c in psutil.Process(pid).children() if "--watchdog" in " ".join(c.cmdline())]
+    found = []
+    for c in psutil.Process(pid).children():
+        try:   # (a task's process that just ended is a zombie until the driver reaps it: not a watchdog)
+            if "--watchdog" in " ".join(c.cmdline()):
+                found.append(c)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            pass
+    return found
 
 
 def test_a_driver_killed_with_sigkill_takes_its_task_processes_along(project):
