@@ -91,8 +91,7 @@ class DistributedBackend(Collector):
         self._bundler: Bundler | None = None
         self._bundles: dict[str, list[str]] = {}   # bundle key -> its members, until its outcome is in
         self._bundle_lead: dict[str, str] = {}     # bundle key -> its first member's key (its priority)
-        self._claims: list[str] = []               # the bundles' claim events (cleared at close)
-        self._claim_of: dict[str, str] = {}        # bundle key -> its claim event
+        self._claims: dict[str, str] = {}          # bundle key -> its claim event (cleared at close)
         self._started_names: set[str] = set()      # reported started, not final yet (bundle members)
         self.bundled = 0   # tasks this run sent in bundles
 
@@ -249,8 +248,7 @@ class DistributedBackend(Collector):
         key = f"bundle-{run_id[:8]}-{n}"
         claim = f"molexp-claim-{run_id}-{n}"
         members = [self._member(e) for e in entries]
-        self._claims.append(claim)
-        self._claim_of[key] = claim
+        self._claims[key] = claim
         self._bundles[key] = [m[0] for m in members]
         self._bundle_lead[key] = keys[entries[0][1]]
         graph[key] = Task(key, run_bundle, claim, cloudpickle.dumps(members), self._ctx_arg)
@@ -370,7 +368,7 @@ class DistributedBackend(Collector):
             if f is not None and not f.done() and all(m in asked for m in self._names(f.key)):
                 futures[f.key] = f   # (a bundle only when none of its members may be running)
         try:
-            self._events("event_set", [self._claim_of[k] for k in futures if k in self._claim_of], timeout=10)
+            self._events("event_set", [self._claims[k] for k in futures if k in self._claims], timeout=10)
             on_workers = {k for keys in self.client.processing().values() for k in keys}
             finished = {k for k, where in self.client.who_has(list(futures.values())).items() if where} \
                 if futures else set()
@@ -454,7 +452,7 @@ class DistributedBackend(Collector):
 
     def _clear_claims(self) -> None:
         """Forget the bundles' claim events on the scheduler."""
-        claims, self._claims, self._claim_of = self._claims, [], {}
+        claims, self._claims = list(self._claims.values()), {}
         if getattr(self.client, "status", None) != "running":
             return   # the scheduler is gone: so are the events
         try:

@@ -148,8 +148,8 @@ class HashCache:
 
     def save(self, directory: str | os.PathLike, keep: Iterable[str] | None = None) -> None:
         """Write the cache (only the paths in ``keep`` when given) atomically into ``directory``."""
-        entries = self.entries if keep is None else {p: self.entries[p] for p in keep if p in self.entries}
-        entries = {p: e for p, e in entries.items() if e.__class__ is tuple and len(e) == 5}
+        paths = self.entries if keep is None else keep
+        entries = {p: e for p in paths if (e := self.entries.get(p)).__class__ is tuple and len(e) == 5}
         directory = pathlib.Path(directory)
         path = directory / FILENAME
         tmp = path.with_name(f".{FILENAME}.tmp-{os.getpid()}")

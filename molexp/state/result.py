@@ -81,7 +81,8 @@ class TaskResult:
 
     ``value`` is a Python task's return value; ``returncodes`` one entry per shell command that ran;
     ``stdout``/``stderr`` are the last lines of the output, the whole of it is in ``stdout_path`` and
-    ``stderr_path`` (None when the stream was empty, or its file not kept: ``keep_logs="failed"``). ``start``/``end`` are epoch seconds. ``failure`` (a ``FailureKind`` value) and
+    ``stderr_path`` (None when the stream was empty, or its file not kept: ``keep_logs="failed"``).
+    ``start``/``end`` are epoch seconds. ``failure`` (a ``FailureKind`` value) and
     ``error`` (text, with the remote traceback for Python tasks) explain a failure; ``reason`` explains a skip.
     ``peak_memory`` (bytes, the largest resident set of the task's processes) and ``cpu_time`` (seconds, user +
     system of its child processes) size resource requests. In a checkpointed run, ``inputs`` and ``outputs``
