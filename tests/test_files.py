@@ -425,6 +425,34 @@ def test_hash_cache_file_and_older_formats(tmp_path):
     assert reads(lambda: HashCache.load(ck)) == 6 * len("a0")
 
 
+def test_a_run_of_some_targets_keeps_the_hashes_of_the_other_files(project):
+    """The hash cache is saved when the run learned something; it keeps the entries of this run's files and of
+    every other file that still exists, so a run of one target does not make the next full resume read the
+    other tasks' files again; the entry of a file that is gone is dropped."""
+    from molexp.state.filehash import HashCache
+
+    exp = Experiment("keep-hashes", workdir=project)
+    for name in ("a", "b"):
+        (project / f"{name}.txt").write_text(f"input {name}\n")
+        exp.add_task(LocalTask(name, commands=["cp $inputs $outputs"], inputs=[f"{name}.txt"],
+                               outputs=[f"{name}.out"]))
+
+    def run(**kw):
+        return ExperimentExecutor(exp, progress=False, checkpoint_dir="ck", auto_resume=True).run(**kw)
+
+    def cached_files():
+        return sorted(os.path.basename(p) for p in HashCache.load(project / "ck").entries)
+
+    assert statuses(run()) == {"a": "completed", "b": "completed"}
+    assert cached_files() == ["a.out", "a.txt", "b.out", "b.txt"]
+    (project / "b.out").unlink()
+    assert statuses(run(targets=["a"], force=["a"])) == {"a": "completed"}
+    assert cached_files() == ["a.out", "a.txt", "b.txt"]   # b.txt kept; b.out is gone
+    again = run()
+    assert statuses(again) == {"a": "cached", "b": "completed"}
+    assert again["b"].reason == "output b.out is missing"
+
+
 def test_files_survive_the_yaml_round_trip(project):
     exp = Experiment("yaml-files", workdir=project)
     exp.add_task(LocalTask("map", commands=["cat $reads > $bam"], inputs={"reads": ["a.txt", "b.txt"]},

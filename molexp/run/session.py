@@ -26,6 +26,7 @@ from .engine import Driver
 from .logs import remove_stale
 from ..errors import CheckpointError, ClusterError, ConfigError, TaskDefinitionError
 from ..state.filehash import HashCache
+from ..state.journal import find_checkpoint_dir
 from ..state.live import RunningFile
 from ..gc_pause import gc_paused
 from .progress import Progress
@@ -74,7 +75,10 @@ class RunSession:
         run_id = uuid.uuid4().hex[:12]
         self.events: _queue.SimpleQueue = _queue.SimpleQueue()
         inputs = _inputs(cfg, work, params, context)
-        graph, resolved, forced = select(inputs.graph, inputs.params, inputs.workdir, targets, force)
+        # The checkpoint's file hashes, read before its lock is taken (each entry is checked against the file's
+        # stat when used): the stat that checks a source input exists also hashes it.
+        hashes = HashCache.load(find_checkpoint_dir(cfg.checkpoint_dir)) if cfg.checkpoint_dir else None
+        graph, resolved, forced = select(inputs.graph, inputs.params, inputs.workdir, targets, force, hashes)
         self.graph = graph
         self.ctx = _run_context(cfg, inputs, run_id, condition, sink=backend.make_sink(self.events, run_id),
                                 cancel=backend.make_cancel(run_id))
@@ -88,7 +92,7 @@ class RunSession:
         on_final = None
         if self.checkpoint is not None:
             self.cached = self.checkpoint.prepare(graph.topological_order(), self.compiled.specs, resolved,
-                                                  self.ctx.workdir, resume=cfg.auto_resume, force=forced)
+                                                  self.ctx.workdir, hashes, resume=cfg.auto_resume, force=forced)
             self.compiled.reuse(self.cached)
             kinds = {n: s.kind for n, s in self.compiled.specs.items()}
             on_final = lambda result: self.checkpoint.record(result, kinds.get(result.name))  # noqa: E731
@@ -217,10 +221,11 @@ def _names(what: str, given) -> list[str]:
     return items
 
 
-def select(graph, params: Mapping[str, Any], workdir: str, targets, force):
-    """(the graph to run, its resolved files, the forced names): files resolved into dependencies, then
-    narrowed to ``targets`` (task names, or output paths relative to the workdir) and what they need."""
-    resolved = _files.resolve(graph, params, workdir)
+def select(graph, params: Mapping[str, Any], workdir: str, targets, force, hashes: HashCache | None = None):
+    """(the graph to run, its resolved files, the forced names): files resolved into dependencies (source
+    inputs hashed with ``hashes``), then narrowed to ``targets`` (task names, or output paths relative to the
+    workdir) and what they need."""
+    resolved = _files.resolve(graph, params, workdir, hashes=hashes.get if hashes is not None else None)
     graph = resolved.graph
     wanted, forced = _names("targets", targets), _names("force", force)
 
@@ -238,7 +243,7 @@ def select(graph, params: Mapping[str, Any], workdir: str, targets, force):
     if wanted:
         graph = graph.needed_by([task_of("target", n) for n in wanted])
         resolved = _files.Resolved(graph, {n: f for n, f in resolved.files.items() if n in graph},
-                                   {p: n for p, n in resolved.producers.items() if n in graph}, resolved.stats)
+                                   {p: n for p, n in resolved.producers.items() if n in graph}, resolved.sources)
     forced_names = frozenset(task_of("forced task", n) for n in forced)
     outside = sorted(forced_names - set(graph.tasks))
     if outside:
@@ -249,26 +254,28 @@ def select(graph, params: Mapping[str, Any], workdir: str, targets, force):
 def make_plan(cfg: ExecutionConfig, work, params=None, *, targets=None, force=None) -> Plan:
     """What running ``work`` with options ``cfg`` (and ``targets=``, ``force=``) would do, without running or
     changing anything: task name -> ``PlanEntry`` (see ``Executor.plan``)."""
-    from ..state.journal import find_checkpoint_dir, read_state
+    from ..state.journal import read_state
 
+    resuming = cfg.checkpoint_dir is not None and cfg.auto_resume
+    directory = find_checkpoint_dir(cfg.checkpoint_dir) if resuming else None
+    hashes = HashCache.load(directory) if resuming else None
     with gc_paused():
         inputs = _inputs(cfg, work, params, None)
         full = inputs.graph
-        graph, resolved, forced = select(full, inputs.params, inputs.workdir, targets, force)
+        graph, resolved, forced = select(full, inputs.params, inputs.workdir, targets, force, hashes)
         ctx = _run_context(cfg, inputs, "plan", None, sink=None, cancel=None)
         compiled = compile_graph(graph, ctx, cfg, resolved.files, dry=True)
     order = graph.topological_order()
-    if cfg.checkpoint_dir is None or not cfg.auto_resume:
+    if not resuming:
         why = "no checkpoint" if cfg.checkpoint_dir is None else "resume is off"
         entries = {n: PlanEntry("run", f"{why}: every task runs") for n in order}
     else:
-        directory = find_checkpoint_dir(cfg.checkpoint_dir)
         try:
             records = read_state(directory)["records"]
         except FileNotFoundError:
             records = {}
         fps = fingerprints(order, compiled.specs, resolved.files)
         entries, _ = decide(order, {n: compiled.specs[n].deps for n in order}, fps, resolved.files, records,
-                            HashCache.load(directory), ctx.workdir, force=forced)
+                            hashes, ctx.workdir, force=forced, known=resolved.sources)
     skip = PlanEntry("skip", "not needed for the targets")
     return Plan({n: entries.get(n, skip) for n in full.tasks})

@@ -89,14 +89,16 @@ class Checkpoint:
     def path(self):
         return self.journal.path
 
-    def prepare(self, order: list[str], specs: Mapping[str, TaskSpec], resolved: Resolved, workdir: str, *,
-                resume: bool, force=frozenset()) -> dict[str, TaskResult]:
-        """Fingerprint the run's tasks and hash their source inputs; with ``resume``, the results of the tasks
-        that are up to date (``uptodate.decide``), as ``cached`` results."""
+    def prepare(self, order: list[str], specs: Mapping[str, TaskSpec], resolved: Resolved, workdir: str,
+                cache: HashCache | None = None, *, resume: bool, force=frozenset()) -> dict[str, TaskResult]:
+        """Fingerprint the run's tasks; with ``resume``, the results of the tasks that are up to date
+        (``uptodate.decide``), as ``cached`` results. ``cache``: the directory's file hashes, as read before
+        ``resolve`` hashed the source inputs with it (read here when not given)."""
         self.fingerprints = uptodate.fingerprints(order, specs, resolved.files)
-        cache = HashCache.load(self.path)
+        if cache is None:
+            cache = HashCache.load(self.path)
         if resolved.files:
-            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache, resolved.stats)
+            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache, resolved.sources)
         if not resume:
             return {}
         self.plan, cached = uptodate.decide(order, {n: specs[n].deps for n in order}, self.fingerprints,

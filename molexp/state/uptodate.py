@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from os import stat as _stat
+from stat import S_ISDIR as _S_ISDIR
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -252,17 +254,27 @@ def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries, known) -> s
     old_in, old_out = result.get("inputs") or _NONE, result.get("outputs") or _NONE
     ins, outs = f.inputs, f.outputs
     if len(old_in) == len(ins):
-        now_of, hash_of = known.get, cache.get
+        now_of = known.get
         for p in ins:
             now = now_of(p, _NONE)
             if now is _NONE:
-                now = hash_of(p)
+                now = cache.get(p)
             if now is None or old_in.get(p) != now:
                 break
         else:
-            for p in outs:
-                now = hash_of(p)
-                if now is None or old_out.get(p) != now:
+            entry_of = cache.entries.get
+            for p in outs:   # (``HashCache.get`` inline: one stat, and the entry's signature is the file's)
+                try:
+                    st = _stat(p)
+                except OSError:
+                    break
+                e = entry_of(p)
+                if e.__class__ is not tuple or len(e) != 5 or e[0] != st.st_size or e[1] != st.st_mtime_ns \
+                        or e[2] != st.st_ctime_ns or e[3] != st.st_ino or _S_ISDIR(st.st_mode):
+                    now = cache.get(p, st)   # (a directory, or a file not hashed as it is now)
+                    if now is None or old_out.get(p) != now:
+                        break
+                elif old_out.get(p) != e[4]:
                     break
             else:
                 return None
@@ -301,58 +313,54 @@ class FileRecorder:
     reported them) and the hash cache, fed by what workers report."""
 
     def __init__(self, files: Mapping[str, TaskFiles], producers: Mapping[str, str], cache: HashCache,
-                 stats: Mapping[str, Any] | None = None):
+                 sources: Mapping[str, str | None] | None = None):
         self.files, self.cache = files, cache
         self._made: dict[str, str] = {}
-        self.sources: dict[str, str | None] = {}   # source file -> its hash before the run started
-        get, stat = cache.get, (stats or {}).get
-        for f in files.values():
-            for p in f.inputs:
-                if p not in producers and p not in self.sources:
-                    self.sources[p] = get(p, stat(p))
+        self._reused: list = []   # results reused from the checkpoint, their outputs not yet in ``_made``
+        # source file -> its hash before the run started (``Resolved.sources``: ``resolve`` hashed them)
+        if sources is None:
+            sources, get = {}, cache.get
+            for f in files.values():
+                for p in f.inputs:
+                    if p not in sources and p not in producers:
+                        sources[p] = get(p)
+        self.sources = sources
 
     def reused(self, results) -> None:
         """Results reused from the checkpoint: what they wrote, with the hashes they recorded, is what their
-        dependents read."""
-        made = self._made
-        for r in results:
-            if r.outputs:
-                made.update(r.outputs)
+        dependents read (taken in when a task ends: a run where everything is reused never needs them)."""
+        self._reused.extend(results)
 
     def on_final(self, result: TaskResult) -> None:
         """Complete ``result`` (its input hashes) and learn the hashes of what it wrote."""
+        made = self._made
+        if self._reused:
+            for r in self._reused:
+                if r.outputs:
+                    made.update(r.outputs)
+            self._reused = []
         if result.file_stats:
             self.cache.learn(result.file_stats)
             result.file_stats = None
         if result.outputs:
-            self._made.update(result.outputs)
+            made.update(result.outputs)
         if result.status is not _DONE:   # (``.value`` of an enum is a Python property: 1 us)
             return
         f = self.files.get(result.name)
         if f is not None and f.inputs:
             result.inputs = {p: h for p in f.inputs
-                             if (h := self._made.get(p) or self.sources.get(p) or self.cache.get(p)) is not None}
+                             if (h := made.get(p) or self.sources.get(p) or self.cache.get(p)) is not None}
 
     def save(self, directory) -> None:
-        """Save the hash cache, keeping the files this run's tasks read or wrote (and those inside them)."""
+        """Save the hash cache when it learned something: the entries of this run's files, and of any other
+        file that still exists (a run of some targets keeps the hashes of the other tasks' files)."""
         import os
 
+        cache = self.cache
+        if not cache.fresh and cache.loaded:
+            return   # the file on disk holds these entries (those of files gone are dropped at the next save)
         paths = set()
         for f in self.files.values():
             paths.update(f.inputs)
             paths.update(f.outputs)
-        entries = self.cache.entries
-        if not self.cache.fresh and self.cache.loaded and paths.issuperset(entries):
-            return   # the file on disk is this cache, and each entry is kept (one C call, not 20,000 kept())
-
-        def kept(p: str) -> bool:
-            while p not in paths:
-                parent = os.path.dirname(p)
-                if parent == p:
-                    return False
-                p = parent
-            return True
-
-        keep = [p for p in self.cache.entries if kept(p)]
-        if self.cache.fresh or len(keep) != len(self.cache.entries) or not self.cache.loaded:
-            self.cache.save(directory, keep)   # (nothing new: the file on disk is already this cache)
+        cache.save(directory, [p for p in cache.entries if p in paths or os.path.lexists(p)])
