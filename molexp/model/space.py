@@ -195,14 +195,18 @@ class Param:
         if not values:
             raise SweepError(f"parameter {name!r}: the list of values is empty")
         labels: dict[str, Any] = {}
+        seen: dict[Any, Any] = {}   # value -> the first equal one (swept values are hashable: one lookup, not a scan)
         for i, v in enumerate(values):
             _check_value(v, f"parameter {name!r}, value {i}")
-            same = next((w for w in values[:i] if w == v), labels.get(value_label(v), _NONE))
+            label = value_label(v)
+            same = seen.get(v, _NONE)
+            if same is _NONE:
+                same = labels.get(label, _NONE)
             if same is not _NONE:
                 raise SweepError(f"parameter {name!r}: value {v!r} is listed twice" if repr(same) == repr(v) else
                                  f"parameter {name!r}: values {same!r} and {v!r} cannot both be swept (they are "
                                  "equal, or read the same in task names)")
-            labels[value_label(v)] = v
+            labels[label] = seen[v] = v
         self.values = values
 
     @property
