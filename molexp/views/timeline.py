@@ -60,8 +60,10 @@ def timeline_svg(results: Mapping[str, Any], *, width: int = 960, row_height: in
     ``records`` dict of ``molexp.state.journal.read_state`` (or that whole dict).
     """
     rows = _timeline_rows(results)
-    timed = [r for r in rows if r["start"] is not None and r["end"] is not None and r["status"] != "cached"]
-    untimed = [r for r in rows if r not in timed]
+    timed: list[dict] = []
+    untimed: list[dict] = []   # (one pass: ``r not in timed`` compared every row with every timed one)
+    for r in rows:
+        (timed if r["start"] is not None and r["end"] is not None and r["status"] != "cached" else untimed).append(r)
     timed.sort(key=lambda r: (r["start"], r["end"], r["name"]))
     rows = timed + untimed
     t0 = min((r["start"] for r in timed), default=0.0)
