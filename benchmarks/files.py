@@ -5,6 +5,7 @@
     python benchmarks/files.py --tasks 5000 --repeat 3 --big-mb 256 --json files.json
     python benchmarks/files.py --quick                # 1,000 tasks, 64 MB
     python benchmarks/files.py --profile              # also cProfile one resume of each variant (not timed)
+    python benchmarks/files.py --skip big --skip cli  # part 1 only
 
 1. Resume of up-to-date tasks. Variant "files": ``LocalTask(f"t{i}", commands=["cp $inputs $outputs"],
    inputs=[f"in/{i}.txt"], outputs=[f"out/{i}.txt"])`` (the command writes the declared output, so the first
@@ -31,7 +32,13 @@
    shows in ``read_bytes`` too (not on tmpfs, where nothing is a disk read). After each phase the report says
    whether ``HashCache.load(checkpoint_dir)`` holds the file with its current stat signature.
 
-Work and checkpoint directories live under ``tempfile`` (tmpfs, as in the other benchmarks, for part 1) and
+3. The comparison of part 1 as a user runs it: ``molexp run FILE --resume`` in a fresh process each time
+   (interpreter start-up, imports, reading the YAML, expanding the sweep, the resume), on ``--tasks``-point
+   YAML sweeps: "files" sweeps ``cp $inputs $outputs`` declaring ``in/${i}.txt`` and ``out/${i}.txt``, "same"
+   sweeps ``cp in/${i}.txt out/${i}.txt`` declaring nothing. Wall seconds of each command, median of
+   ``--repeat``, alternating; the start-up alone (``molexp --version``) is reported next to them.
+
+Work and checkpoint directories live under ``tempfile`` (tmpfs, as in the other benchmarks, for parts 1, 3) and
 are removed at the end, also on error. Measurements only: nothing is asserted.
 """
 
@@ -237,6 +244,52 @@ def stat_floor(paths: list[str], repeat: int = 5) -> dict:
     return {"files": len(paths), "seconds": best, "us_per_file": 1e6 * best / max(len(paths), 1)}
 
 
+# -- part 3: the same comparison end to end, through the command line --------------------------------------
+
+def part_cli(n: int, repeat: int, where: str) -> dict:
+    """``molexp run FILE --resume`` of an ``n``-point YAML sweep, in a fresh process each time: "files" sweeps
+    ``cp $inputs $outputs`` with ``inputs: [in/${i}.txt]``, ``outputs: [out/${i}.txt]``; "same" sweeps
+    ``cp in/${i}.txt out/${i}.txt`` and declares nothing. Wall seconds of the whole command."""
+    import subprocess
+
+    import yaml
+
+    tasks = {"files": {"name": "cp", "commands": ["cp $inputs $outputs"], "inputs": ["in/${i}.txt"],
+                       "outputs": ["out/${i}.txt"]},
+             "same": {"name": "cp", "commands": ["cp in/${i}.txt out/${i}.txt"]}}
+    files = {}
+    for v, task in tasks.items():
+        d = os.path.join(where, v)
+        os.makedirs(os.path.join(d, "in"))
+        os.makedirs(os.path.join(d, "out"))   # ("same" declares nothing: its commands write into it)
+        for i in range(n):
+            with open(os.path.join(d, "in", f"{i}.txt"), "w") as f:
+                f.write(f"input {i}\n")
+        files[v] = os.path.join(d, "experiment.yaml")
+        with open(files[v], "w") as f:
+            yaml.safe_dump({"name": f"cli-{v}", "sweep": {"params": {"i": list(range(n))}}, "tasks": [task]}, f)
+
+    def molexp(*args: str) -> float:
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "molexp", *args], capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"molexp {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
+        return seconds
+
+    first = {v: molexp("run", files[v], "--no-progress") for v in tasks}
+    samples: dict[str, list[float]] = {v: [] for v in tasks}
+    for k in range(repeat):
+        for v in tasks:
+            samples[v].append(molexp("run", files[v], "--no-progress", "--resume"))
+        print(f"  resume {k + 1}/{repeat}: " + "  ".join(f"{v} {samples[v][-1]:.3f} s" for v in tasks), flush=True)
+    median = {v: statistics.median(samples[v]) for v in tasks}
+    return {"points": n, "first": first, "samples": samples, "median": median,
+            "ratio": median["files"] / median["same"],
+            "ratio_paired": statistics.median(a / b for a, b in zip(samples["files"], samples["same"])),
+            "startup": min(molexp("--version") for _ in range(3))}
+
+
 # -- part 2: a large input, hashed once ------------------------------------------------------------------
 
 def filesystem_of(path: str) -> str:
@@ -351,7 +404,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--profile", type=int, nargs="?", const=25, default=0, metavar="TOP",
                     help="cProfile one extra resume of each variant and print the TOP functions (default 25)")
-    ap.add_argument("--skip", choices=("resume", "big"), help="leave one part out")
+    ap.add_argument("--skip", choices=("resume", "big", "cli"), action="append", default=[],
+                    help="leave a part out (repeatable)")
     ap.add_argument("--quick", action="store_true", help="1,000 tasks, 64 MB, 2 repetitions")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
@@ -366,13 +420,19 @@ def main(argv=None) -> int:
           f"molexp {info['molexp']} ({info['molexp_git']}), scratch {info['scratch']}")
     out: dict = {"machine": info, "loadavg_start": os.getloadavg()}
     with contextlib.ExitStack() as stack:
-        if args.skip != "resume":
+        if "resume" not in args.skip:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="molexp-files-bench-",
                                                                       ignore_cleanup_errors=True))
             print(f"# part 1: resume of {n} up-to-date tasks, max_workers={args.workers}, "
                   f"median of {repeat} (alternating files / same / plain)", flush=True)
             out["resume"] = part_resume(n, repeat, args.workers, scratch, args.profile)
-        if args.skip != "big":
+        if "cli" not in args.skip:
+            where = stack.enter_context(tempfile.TemporaryDirectory(prefix="molexp-files-cli-",
+                                                                    ignore_cleanup_errors=True))
+            print(f"# part 3: the same resumes as a user runs them: molexp run FILE --resume, {n}-point YAML "
+                  f"sweeps, median of {repeat} (alternating files / same)", flush=True)
+            out["cli"] = part_cli(n, repeat, where)
+        if "big" not in args.skip:
             root = stack.enter_context(tempfile.TemporaryDirectory(prefix="molexp-files-big-", dir=args.big_dir,
                                                                    ignore_cleanup_errors=True))
             print(f"# part 2: one task with a {big_mb} MB input in {root} ({filesystem_of(root)})", flush=True)
@@ -408,6 +468,14 @@ def main(argv=None) -> int:
                   + str({v: [s["statuses"] for s in r["samples"][v]] for v in r["samples"]}))
         for v, prof in (r.get("profile") or {}).items():
             print_profile(prof, v)
+    c = out.get("cli")
+    if c:
+        print(f"\nas a user runs it (molexp run FILE --resume, a fresh process each: start-up, YAML, sweep, resume)")
+        for v in ("files", "same"):
+            print(f"{v:<8} first run {c['first'][v]:7.3f} s  resume median {c['median'][v]:6.3f} s  samples "
+                  + " ".join(f"{x:.3f}" for x in c["samples"][v]))
+        print(f"ratio files/same: resume {c['ratio']:.2f}x (paired, median of the rounds {c['ratio_paired']:.2f}x); "
+              f"start-up alone (molexp --version) {c['startup']:.3f} s")
     b = out.get("big")
     if b:
         print(f"\nlarge input: {b['size_mb']} MB on {b['filesystem']} (written in {b['write_seconds']:.1f} s)")
