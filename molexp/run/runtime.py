@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from ..state import filehash, files
+from ..state import filehash, outputs
 from ..state.result import Attempt, FailureKind, TaskResult, TaskStatus
 from .commands import AttemptFailed, _reraise_interrupt, run_isolated, run_shell
 from .logs import finish as finish_logs
@@ -110,7 +110,7 @@ def _run(spec: TaskSpec, ctx: RunContext, upstream: tuple[TaskResult, ...]) -> T
         except AttemptFailed as o:
             failure = o
             if spec.outputs and not ctx.keep_failed_outputs:
-                files.discard(spec.outputs)   # nothing half-written may look finished
+                outputs.discard(spec.outputs)   # nothing half-written may look finished
         end = time.time()
         result.attempts = attempt
         result.end = end
@@ -181,15 +181,15 @@ def _ask(cond: Callable, spec: TaskSpec, context: dict, timeout: float | None) -
 
 def _clear_outputs(spec: TaskSpec) -> None:
     try:
-        files.clear(spec.outputs)
+        outputs.clear(spec.outputs)
     except OSError as e:
         raise AttemptFailed(FailureKind.ERROR, f"cannot prepare the declared outputs of task {spec.name!r}: {e}") from None
 
 
 def _check_outputs(spec: TaskSpec) -> None:
-    lost = files.missing(spec.outputs)
+    lost = outputs.missing(spec.outputs)
     if lost:
-        shown = ", ".join(files._rel(p, spec.cwd) for p in lost)
+        shown = ", ".join(outputs._rel(p, spec.cwd) for p in lost)
         raise AttemptFailed(FailureKind.MISSING_OUTPUT, f"task {spec.name!r} succeeded but did not write its declared "
                                                    f"output(s): {shown}")
 

@@ -1,13 +1,11 @@
-"""Files a task reads and writes: ``inputs=`` / ``outputs=``, what they mean for the graph, and what the
-worker does with outputs.
+"""Files a task reads and writes: ``inputs=`` / ``outputs=`` and what they mean for one run's graph (what the
+worker does with the outputs is ``molexp.state.outputs``).
 
 A declaration is a list of paths, or a mapping name -> path or list of paths (the names become template
 variables: ``$reads``). Paths are templated like commands (``$sample``), relative to the task's cwd; inputs
 may be globs. ``resolve`` turns the declarations of one run into absolute paths, infers dependencies (a task
 whose input is another task's output runs after it) and refuses, before anything runs, an input that no task
-produces and that does not exist, and an output declared twice. On the worker, ``clear`` removes a task's
-old outputs before an attempt (and makes their parent directories), ``missing`` lists those an attempt did
-not write, and ``discard`` removes them after a failed attempt, so nothing half-written looks finished.
+produces and that does not exist, and an output declared twice.
 
 A glob input matches the outputs that the run's tasks declare (its dependencies are their producers); when no
 task declares a match, it matches the files on disk when the run starts. Either way the list is fixed before
@@ -23,15 +21,15 @@ import glob as _glob
 import os
 import re
 import shlex
-import shutil
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..errors import FileDeclarationError, TemplateError
 from ..model.files import _MAGIC, groups
 from ..model.task import _PLACEHOLDER, RUNTIME_ENV, _template
+from .outputs import _rel
 
 _SHELL_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search   # shlex.quote's test: text it leaves as it is
 _UNSAFE_OR_NUL = re.compile(r"[^\w@%+=:,./\0-]", re.ASCII).search
@@ -464,43 +462,6 @@ def _parent(path: str) -> str:
 
 
 
-def _rel(path: str, base: str) -> str:
-    return os.path.relpath(path, base) if path.startswith(base + os.sep) else path
-
-
 def _show(path: str, workdir: str) -> str:
     """A path as a person would write it: relative to the workdir when it is under it."""
     return _rel(path, workdir)
-
-
-# -- on the worker ----------------------------------------------------------------------------------------
-
-def clear(paths: Iterable[str]) -> None:
-    """Before an attempt: remove the task's old outputs (a file, a link or a directory) and make the parent
-    directories, so what the attempt leaves is what it wrote."""
-    for p in paths:
-        _remove(p)
-        parent = os.path.dirname(p)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-
-
-def missing(paths: Iterable[str]) -> list[str]:
-    """The outputs that do not exist."""
-    return [p for p in paths if not os.path.lexists(p)]
-
-
-def discard(paths: Iterable[str]) -> None:
-    """After a failed attempt: remove whatever it wrote of its outputs."""
-    for p in paths:
-        _remove(p)
-
-
-def _remove(p: str) -> None:
-    try:
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p)
-        else:
-            os.unlink(p)
-    except FileNotFoundError:
-        pass
