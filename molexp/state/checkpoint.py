@@ -95,10 +95,12 @@ class Checkpoint:
         (``uptodate.decide``), as ``cached`` results. ``cache``: the directory's file hashes, as read before
         ``resolve`` hashed the source inputs with it (read here when not given)."""
         self.fingerprints = uptodate.fingerprints(order, specs, resolved.files)
+        hashed = cache is not None   # (``resolve`` hashed the source inputs with it: ``Resolved.sources``)
         if cache is None:
             cache = HashCache.load(self.path)
         if resolved.files:
-            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache, resolved.sources)
+            self.files = uptodate.FileRecorder(resolved.files, resolved.producers, cache,
+                                               resolved.sources if hashed else None)
         if not resume:
             return {}
         self.plan, cached = uptodate.decide(order, {n: specs[n].deps for n in order}, self.fingerprints,
