@@ -21,7 +21,7 @@ def declare(task: str, field: str, value: Any) -> list[str] | dict[str, str | li
     of paths. ``TaskDefinitionError`` names the task and the field."""
     if value.__class__ is list and all(p.__class__ is str and p and "\0" not in p for p in value) \
             and (field != "outputs" or _MAGIC.search("\0".join(value)) is None):
-        return list(value)   # the common case (a list of plain paths), checked in one pass: 1 us, not 4
+        return list(value)   # the common case (a list of plain paths), checked in one pass: 0.6 us, not 1.7
     where = f"task {task!r}: {field}"
     if isinstance(value, (str, os.PathLike)):
         return [_path(where, value, field)]
