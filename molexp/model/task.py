@@ -227,7 +227,7 @@ class LocalTask(Task):
         if files is not None:   # every placeholder a file value (``cp $inputs $outputs``): one format_map each
             rendered = []
             for cmd in self.commands:
-                fmt, names = _file_format(cmd)
+                fmt, names = _as_format(cmd)
                 if not names <= files.keys():
                     break
                 rendered.append(fmt.format_map(files))
@@ -283,11 +283,13 @@ def _template(cmd: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=4096)
-def _file_format(cmd: str) -> tuple[str, frozenset[str]]:
-    """``cmd`` as a ``str.format`` template (``cp {inputs} {outputs}``) and the variables it uses: filled by
-    ``format_map`` when they are all file values (already shell-quoted, whatever ``:q`` says)."""
-    pieces = _template(cmd)
-    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if type(p) is str else "{" + p[0] + "}" for p in pieces)
+def _as_format(text: str) -> tuple[str, frozenset[str]]:
+    """A template (a command, a declared path) as a ``str.format`` template filling each placeholder with
+    ``str(value)`` (``cp {inputs!s} {outputs!s}``, ``in/{i!s}.txt``), whatever ``:q`` says, and the variables
+    it uses: a command whose placeholders are all file values (already shell-quoted), and the copies of a swept
+    task's paths, are filled with one ``format_map`` from a few shared templates."""
+    pieces = _template(text)
+    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if type(p) is str else "{" + p[0] + "!s}" for p in pieces)
     return fmt, frozenset(p[0] for p in pieces if type(p) is not str)
 
 

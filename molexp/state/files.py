@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import functools
 import glob as _glob
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Any, NamedTuple
 
 from ..errors import FileDeclarationError, TemplateError
 from ..model.files import _MAGIC, groups
-from ..model.task import _PLACEHOLDER, RUNTIME_ENV, _template
+from ..model.task import _PLACEHOLDER, RUNTIME_ENV, _as_format
 from .outputs import _rel
 
 _SHELL_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search   # shlex.quote's test: text it leaves as it is
@@ -412,19 +411,10 @@ def _glob_match(pattern_parts: list[str], path: str) -> bool:
         a == b or fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern_parts))
 
 
-@functools.lru_cache(maxsize=4096)
-def _path_format(p: str) -> tuple[str, frozenset[str]]:
-    """A templated path (``in/${sample}.txt``) as a ``str.format`` template that fills each placeholder with
-    ``str(value)``, and the variables it uses: the copies of a swept task share a few path templates."""
-    pieces = _template(p)
-    fmt = "".join(x.replace("{", "{{").replace("}", "}}") if type(x) is str else "{" + x[0] + "!s}" for x in pieces)
-    return fmt, frozenset(x[0] for x in pieces if type(x) is not str)
-
-
 def _render(t, field: str, p: str, values: Mapping[str, Any]) -> str:
     if "$" not in p:
         return p
-    fmt, used = _path_format(p)
+    fmt, used = _as_format(p)
     if used <= values.keys():   # every variable a value (the common case): no regex callback
         return fmt.format_map(values)
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from os import stat as _stat
-from stat import S_ISDIR as _S_ISDIR
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -254,27 +252,17 @@ def _why_run(name, deps, fp, f, rec, cache, workdir, force, entries, known) -> s
     old_in, old_out = result.get("inputs") or _NONE, result.get("outputs") or _NONE
     ins, outs = f.inputs, f.outputs
     if len(old_in) == len(ins):
-        now_of = known.get
+        now_of, hash_of = known.get, cache.get
         for p in ins:
             now = now_of(p, _NONE)
             if now is _NONE:
-                now = cache.get(p)
+                now = hash_of(p)
             if now is None or old_in.get(p) != now:
                 break
         else:
-            entry_of = cache.entries.get
-            for p in outs:   # (``HashCache.get`` inline: one stat, and the entry's signature is the file's)
-                try:
-                    st = _stat(p)
-                except OSError:
-                    break
-                e = entry_of(p)
-                if e.__class__ is not tuple or len(e) != 5 or e[0] != st.st_size or e[1] != st.st_mtime_ns \
-                        or e[2] != st.st_ctime_ns or e[3] != st.st_ino or _S_ISDIR(st.st_mode):
-                    now = cache.get(p, st)   # (a directory, or a file not hashed as it is now)
-                    if now is None or old_out.get(p) != now:
-                        break
-                elif old_out.get(p) != e[4]:
+            for p in outs:
+                now = hash_of(p)
+                if now is None or old_out.get(p) != now:
                     break
             else:
                 return None
